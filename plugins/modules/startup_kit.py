@@ -1,0 +1,529 @@
+#!/usr/bin/python
+# Copyright: federated.nvflare contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: startup_kit
+short_description: Install and verify an NVIDIA FLARE startup kit on a host
+version_added: 0.1.0
+author:
+  - federated.nvflare contributors (@federated-nvflare)
+description:
+  - Installs the startup kit of one NVIDIA FLARE 2.9 participant (server, client site or admin)
+    from a zip file or a folder on the managed host into O(dest), the folder NVFlare runs from.
+  - Accepts the zip the NVFlare dashboard serves (ZipCrypto-encrypted with a PIN, kit content at
+    the top of the archive), a zip holding a single participant folder, a zip made by
+    M(federated.nvflare.provision), and a kit folder as C(nvflare provision) writes it
+    (the participant folder itself, holding C(startup/), C(local/), ...).
+  - Before anything is written, it checks that every entry of the zip has a safe path (not
+    absolute, no C(..), no symbolic link, no device file), that the PIN opens the zip, that the
+    kit holds the files its O(type) needs, that the participant certificate is signed by the
+    kit's C(rootCA.pem), belongs to the kit's private key, carries O(participant) as its common
+    name and has not expired. On any failure the task fails with one line that says what is
+    wrong and what to do, and O(dest) is left exactly as it was.
+  - The kit is unpacked into a temporary folder beside O(dest) (or inside it when O(dest) is
+    a mount point) and moved in with renames, so a host never runs from a half-written kit.
+  - C(startup/) is replaced as a whole (files no longer in the kit are removed). Files at the
+    top of the kit (C(readme.txt)) follow the kit. In C(local/), NVFlare's reference copies
+    (C(*.default), C(*.sample)) and C(signature.json) follow the kit; every other file there
+    belongs to the host and is kept, so settings that roles template (C(local/resources.json),
+    C(local/authorization.json), ...) survive a re-applied kit. Files in other folders of the
+    kit (C(transfer/)) are installed only where the host has none. Everything NVFlare writes
+    at run time (job folders, logs) is never touched.
+  - Modes are restored, whatever the zip says. Scripts (C(*.sh)) 0755, private keys (C(*.key))
+    and HE contexts (C(*.tenseal)) 0600, other files 0644, new folders 0755.
+  - Idempotent by content. Zip timestamps, compression and encryption do not count, so
+    the same kit downloaded twice reports no change.
+  - Warns when the certificate expires within 30 days.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Check mode verifies the kit as a real run does and reports which files would change.
+  diff_mode:
+    support: full
+    details: The diff lists the files the module manages, with a short content hash and the mode.
+  platform:
+    platforms: posix
+requirements:
+  - cryptography (on the managed host; NVFlare depends on it)
+options:
+  src:
+    description:
+      - Path on the managed host of the kit, a zip file or a folder.
+      - Required when O(state=present).
+    type: path
+  dest:
+    description:
+      - Folder the kit is installed into, for example C(/opt/nvflare/site-1). Missing parent
+        folders are created.
+    type: path
+    required: true
+  pin:
+    description:
+      - PIN the zip is encrypted with (the one given to the dashboard when the kit was
+        downloaded, or to M(federated.nvflare.provision)). Required for an encrypted zip;
+        ignored for a plain zip or a folder.
+    type: str
+  participant:
+    description:
+      - Name the kit must belong to, the common name of its certificate, for example
+        C(site-1), the server's FQDN, or an admin's email address.
+      - Required when O(state=present).
+    type: str
+  type:
+    description:
+      - Type of participant the kit must be for.
+      - Required when O(state=present).
+    type: str
+    choices: [server, client, admin]
+  owner:
+    description:
+      - User (name or uid) that owns the installed kit, usually the service user NVFlare runs as.
+        Left as it is when not set.
+    type: str
+  group:
+    description:
+      - Group (name or gid) that owns the installed kit. Left as it is when not set.
+    type: str
+  state:
+    description:
+      - V(present) installs the kit.
+      - V(absent) removes O(dest) and everything in it, including job folders and logs that
+        NVFlare wrote there.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - NVFlare 2.9 signs only HE and confidential-computing kits (C(signature.json)); a standard kit
+    carries no signature, so its certificate chain is what this module verifies.
+  - The dashboard zip of NVFlare 2.9 has no folder at its top; older dashboards and
+    hand-made zips hold a single participant folder. Both are accepted.
+seealso:
+  - module: federated.nvflare.provision
+  - module: federated.nvflare.dashboard_kit
+"""
+
+EXAMPLES = r"""
+- name: Install the kit of site-1 downloaded from the dashboard
+  federated.nvflare.startup_kit:
+    src: /tmp/site-1.zip
+    pin: "{{ vault_site1_pin }}"
+    dest: /opt/nvflare/site-1
+    participant: site-1
+    type: client
+    owner: nvflare
+    group: nvflare
+
+- name: Install the server kit that federated.nvflare.provision wrote, copied as a folder
+  federated.nvflare.startup_kit:
+    src: /tmp/kits/fl.example.org
+    dest: /opt/nvflare/server
+    participant: fl.example.org
+    type: server
+    owner: nvflare
+  register: server_kit
+
+- name: Check that the server and this site belong to the same project
+  ansible.builtin.assert:
+    that: server_kit.root_ca_sha256 == hostvars[groups['nvflare_server'][0]].server_kit.root_ca_sha256
+    fail_msg: the kits come from two different projects
+
+- name: Remove an admin's kit
+  federated.nvflare.startup_kit:
+    dest: /home/alice/nvflare/alice@example.org
+    state: absent
+"""
+
+RETURN = r"""
+participant:
+  description: Common name of the kit's certificate (the participant's name).
+  returned: when O(state=present)
+  type: str
+  sample: site-1
+org:
+  description: Organisation of the participant, from its certificate.
+  returned: when O(state=present)
+  type: str
+  sample: hospital_a
+type:
+  description: Type of the kit.
+  returned: when O(state=present)
+  type: str
+  sample: client
+role:
+  description: Role of an admin, from its certificate; null for servers and clients.
+  returned: when O(state=present)
+  type: str
+  sample: lead
+not_after:
+  description: End of the certificate's validity, ISO 8601 in UTC.
+  returned: when O(state=present)
+  type: str
+  sample: "2027-11-18T18:00:59+00:00"
+days_left:
+  description: Whole days until the certificate expires.
+  returned: when O(state=present)
+  type: int
+  sample: 359
+root_ca_sha256:
+  description:
+    - SHA-256 fingerprint (lower-case hex of the DER encoding) of the kit's root CA. Every kit of
+      one project has the same; M(federated.nvflare.provision) returns it too.
+  returned: when O(state=present)
+  type: str
+  sample: 20763648d68bacc53527619fffbb3eae47d2f6cca8acfcf5b5adab7095cbae0b
+digest:
+  description:
+    - SHA-256 over the kit's file paths and contents. The same kit gives the same digest as a
+      zip or as a folder, encrypted or not.
+  returned: when O(state=present)
+  type: str
+  sample: 5b0f0f0e5a0e07d3c1b9d1f0a1b5c2f8d9b3c7e1f6a4d2b8c9e0f1a2b3c4d5e6
+dest:
+  description: The folder the kit is installed in.
+  returned: always
+  type: str
+  sample: /opt/nvflare/site-1
+changes:
+  description: Files (relative to O(dest)) the run added, modified (content, mode or owner) or removed.
+  returned: when O(state=present)
+  type: dict
+  sample:
+    added: []
+    modified: [startup/fed_client.json]
+    removed: []
+"""
+
+import datetime
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.federated.nvflare.plugins.module_utils import _kit
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _resolve(value, lookup, kind):
+    if value is None:
+        return None
+    if str(value).isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise _kit.KitError(f"unknown {kind} {value!r} on this host: create it before installing the kit") from None
+
+
+class Plan:
+    """What must change in DEST for it to hold KIT."""
+
+    def __init__(self, kit, dest, uid, gid):
+        self.kit = kit
+        self.dest = dest
+        self.uid = uid
+        self.gid = gid
+        self.exists = os.path.isdir(dest)
+        self.added: list[str] = []
+        self.modified: list[str] = []
+        self.removed: list[str] = []
+        self.writes: list[str] = []  # files outside startup/ to (re)write
+        self.attr_fixes: list[str] = []  # existing paths whose mode/owner only must change
+        self.startup_content_changed = False
+        self.before_lines: list[str] = []
+        self.after_lines: list[str] = []
+        self._compute()
+
+    @property
+    def changed(self):
+        return bool(self.added or self.modified or self.removed or self.attr_fixes)
+
+    def _owner_differs(self, st):
+        return (self.uid is not None and st.st_uid != self.uid) or (self.gid is not None and st.st_gid != self.gid)
+
+    def _line(self, rel, data, mode, st=None):
+        owner = ""
+        if self.uid is not None or self.gid is not None:
+            uid = st.st_uid if st is not None else self.uid if self.uid is not None else os.getuid()
+            gid = st.st_gid if st is not None else self.gid if self.gid is not None else os.getgid()
+            owner = f" owner {uid}:{gid}"
+        return f"{rel} sha256:{hashlib.sha256(data).hexdigest()[:16]} mode {mode:04o}{owner}"
+
+    def _compute(self):
+        kit, dest = self.kit, self.dest
+        if os.path.lexists(dest) and not self.exists:
+            raise _kit.KitError(f"dest {dest} exists and is not a folder: remove it or choose another dest")
+        for rel in sorted(kit.files):
+            data = kit.files[rel]
+            mode = _kit.file_mode(rel)
+            want_line = self._line(rel, data, mode)
+            path = os.path.join(dest, rel)
+            st = os.lstat(path) if self.exists and os.path.lexists(path) else None
+            if st is None:
+                self.added.append(rel)
+                self.after_lines.append(want_line)
+                if not rel.startswith("startup/"):
+                    self.writes.append(rel)
+                else:
+                    self.startup_content_changed = True
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                if rel.startswith("startup/"):
+                    self.modified.append(rel)
+                    self.startup_content_changed = True
+                    self.before_lines.append(f"{rel} (not a regular file)")
+                    self.after_lines.append(want_line)
+                    continue
+                raise _kit.KitError(f"{path} is not a regular file where the kit has one: move it away and run again")
+            if _kit.install_policy(rel) == "keep":
+                # The host's own copy wins; it is not the module's to compare.
+                continue
+            with open(path, "rb") as f:
+                have = f.read()
+            self.before_lines.append(self._line(rel, have, stat.S_IMODE(st.st_mode), st))
+            if have != data:
+                self.modified.append(rel)
+                self.after_lines.append(want_line)
+                if rel.startswith("startup/"):
+                    self.startup_content_changed = True
+                else:
+                    self.writes.append(rel)
+            elif stat.S_IMODE(st.st_mode) != mode or self._owner_differs(st):
+                self.modified.append(rel)
+                self.attr_fixes.append(rel)
+                self.after_lines.append(want_line)
+            else:
+                self.after_lines.append(want_line)
+        startup = os.path.join(dest, "startup")
+        if self.exists and os.path.isdir(startup) and not os.path.islink(startup):
+            for rel, (data, mode) in sorted(_kit.read_tree(startup).items()):
+                full = "startup/" + rel
+                if full not in kit.files:
+                    self.removed.append(full)
+                    self.startup_content_changed = True
+                    self.before_lines.append(self._line(full, data, mode))
+        elif self.exists and os.path.lexists(startup):
+            self.startup_content_changed = True
+        if self.startup_content_changed:
+            # startup/ is swapped as a whole: the attribute fixes inside it come with it.
+            self.attr_fixes = [r for r in self.attr_fixes if not r.startswith("startup/")]
+        # Folders: dest and the kit's folders must exist and, when owner/group are set, be owned.
+        for rel in [""] + sorted(kit.dirs):
+            path = os.path.join(dest, rel) if rel else dest
+            if not self.exists or not os.path.lexists(path):
+                continue
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                if rel == "startup":
+                    continue
+                raise _kit.KitError(f"{path} is not a folder where the kit has one: move it away and run again")
+            if self._owner_differs(st) and not (rel == "startup" and self.startup_content_changed):
+                self.attr_fixes.append(rel)
+                self.modified.append(rel + "/" if rel else "./")
+        missing_dirs = [d for d in sorted(kit.dirs) if self.exists and not os.path.lexists(os.path.join(dest, d))]
+        for d in missing_dirs:
+            if d != "startup" and not any(w.startswith(d + "/") for w in self.writes):
+                self.added.append(d + "/")
+
+    # -- applying --------------------------------------------------------------------------
+
+    def _own(self, path):
+        if self.uid is not None or self.gid is not None:
+            os.lchown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
+
+    def _write_file(self, path, rel):
+        mode = _kit.file_mode(rel)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.kit.files[rel])
+        os.chmod(path, mode)
+        self._own(path)
+
+    def _mkdir(self, path):
+        os.mkdir(path, _kit.DIR_MODE)
+        os.chmod(path, _kit.DIR_MODE)
+        self._own(path)
+
+    def _build_tree(self, root, prefix=""):
+        """Write the kit's files and folders under PREFIX ('' = all) into ROOT."""
+        for d in sorted(self.kit.dirs):
+            if prefix and not (d == prefix or d.startswith(prefix + "/")):
+                continue
+            self._mkdir(os.path.join(root, d))
+        for rel in sorted(self.kit.files):
+            if prefix and not rel.startswith(prefix + "/"):
+                continue
+            self._write_file(os.path.join(root, rel), rel)
+
+    def _makedirs_in_dest(self, rel_dir):
+        parts = rel_dir.split("/") if rel_dir else []
+        for i in range(1, len(parts) + 1):
+            path = os.path.join(self.dest, *parts[:i])
+            if not os.path.isdir(path):
+                self._mkdir(path)
+
+    def apply(self):
+        dest = self.dest.rstrip("/") or self.dest
+        parent = os.path.dirname(os.path.abspath(dest))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        stage_parent = parent
+        if self.exists and os.stat(dest).st_dev != os.stat(parent).st_dev:
+            stage_parent = dest  # dest is a mount point: renames must stay inside it
+        stage = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.kit-", dir=stage_parent)
+        try:
+            if not self.exists:
+                self._build_tree(stage)
+                os.chmod(stage, _kit.DIR_MODE)
+                self._own(stage)
+                os.rename(stage, dest)
+                return
+            # 1. Write everything new into the staging folder; dest is not touched yet.
+            if self.startup_content_changed:
+                self._build_tree(stage, "startup")
+            staged = []
+            for i, rel in enumerate(self.writes):
+                tmp = os.path.join(stage, f"f{i}")
+                self._write_file(tmp, rel)
+                staged.append((tmp, rel))
+            # 2. Move it in with renames.
+            if self.startup_content_changed:
+                live = os.path.join(dest, "startup")
+                old = os.path.join(stage, "old-startup")
+                had_old = os.path.lexists(live)
+                if had_old:
+                    os.rename(live, old)
+                try:
+                    os.rename(os.path.join(stage, "startup"), live)
+                except OSError:
+                    if had_old:
+                        os.rename(old, live)
+                    raise
+            for d in sorted(self.kit.dirs):
+                self._makedirs_in_dest(d)
+            for tmp, rel in staged:
+                self._makedirs_in_dest(os.path.dirname(rel))
+                os.replace(tmp, os.path.join(dest, rel))
+            for rel in self.attr_fixes:
+                path = os.path.join(dest, rel) if rel else dest
+                if rel in self.kit.files:
+                    os.chmod(path, _kit.file_mode(rel))
+                self._own(path)
+        finally:
+            if os.path.lexists(stage):
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+def _absent(module, dest):
+    exists = os.path.lexists(dest)
+    result = {"changed": exists, "dest": dest}
+    if module._diff:
+        result["diff"] = {
+            "before": {"path": dest, "state": "directory" if exists else "absent"},
+            "after": {"path": dest, "state": "absent"},
+        }
+    if exists and not module.check_mode:
+        if os.path.abspath(dest) == "/":
+            module.fail_json(msg="refusing to remove / as a kit folder: check dest", **result)
+        try:
+            if os.path.islink(dest) or not os.path.isdir(dest):
+                os.unlink(dest)
+            else:
+                shutil.rmtree(dest)
+        except OSError as e:
+            module.fail_json(msg=f"cannot remove kit folder {dest}: {e}", **result)
+    module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="path"),
+            dest=dict(type="path", required=True),
+            pin=dict(type="str", no_log=True),
+            participant=dict(type="str"),
+            type=dict(type="str", choices=["server", "client", "admin"]),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        required_if=[("state", "present", ("src", "participant", "type"))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    dest = os.path.abspath(p["dest"])
+    if p["state"] == "absent":
+        _absent(module, dest)
+    if not _kit.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
+
+    try:
+        uid = _resolve(p["owner"], lambda n: pwd.getpwnam(n).pw_uid, "owner")
+        gid = _resolve(p["group"], lambda n: grp.getgrnam(n).gr_gid, "group")
+        kit = _kit.load_kit(p["src"], p["pin"])
+        _kit.check_layout(kit, p["type"])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        info = _kit.verify_identity(kit, p["type"], p["participant"], now)
+        plan = Plan(kit, dest, uid, gid)
+    except _kit.KitError as e:
+        module.fail_json(msg=str(e), dest=dest)
+    except OSError as e:
+        module.fail_json(msg="cannot read kit {} or dest {}: {}".format(p["src"], dest, e), dest=dest)
+
+    result = {
+        "changed": plan.changed,
+        "dest": dest,
+        "participant": info["participant"],
+        "org": info["org"],
+        "type": p["type"],
+        "role": info["role"],
+        "not_after": info["not_after"].isoformat(),
+        "days_left": info["days_left"],
+        "root_ca_sha256": info["root_ca_sha256"],
+        "digest": _kit.digest(kit.files),
+        "changes": {"added": plan.added, "modified": plan.modified, "removed": plan.removed},
+    }
+    if module._diff:
+        result["diff"] = {
+            "before_header": dest,
+            "after_header": "{} (kit of {})".format(p["src"], info["participant"]),
+            "before": "".join(line + "\n" for line in sorted(plan.before_lines)),
+            "after": "".join(line + "\n" for line in sorted(plan.after_lines)),
+        }
+    if info["days_left"] < EXPIRY_WARNING_DAYS:
+        module.warn(
+            f"certificate of {info['participant']} expires on {result['not_after']} ({info['days_left']} days left): "
+            "provision or download a new kit and apply it"
+        )
+    if info["not_before"] > now:
+        module.warn(
+            "certificate of {} is valid only from {}, later than this host's clock ({}): check the host's time".format(
+                info["participant"], info["not_before"].isoformat(), now.isoformat()
+            )
+        )
+    if plan.changed and not module.check_mode:
+        try:
+            plan.apply()
+        except OSError as e:
+            module.fail_json(
+                msg=f"cannot write kit to {dest}: {e}: make dest's parent a writable folder",
+                exception=traceback.format_exc(),
+                dest=dest,
+            )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The README's first command: a whole federation on this machine (server, site-1, site-2,
+# admin), the synthetic MONAI spleen segmentation job for 2 rounds, and its cross-site
+# validation printed. `scripts/demo.sh stop` (make demo-stop) stops it.
+source "$(dirname "$0")/lib.sh"
+use_venv
+cd "$ROOT"
+inventory="$ROOT/inventories/local/hosts.yml"
+results=/var/lib/nvflare/admin-results
+
+if [ "${1:-}" = "stop" ]; then
+  ansible-playbook -i "$inventory" playbooks/stop.yml
+  echo "The demo federation is stopped. 'make demo' starts it again."
+  exit 0
+fi
+
+[ -s "$WHEELHOUSE/.complete" ] || die "no wheelhouse at $WHEELHOUSE: run 'make wheelhouse'"
+t0=$SECONDS
+ansible-playbook -i "$inventory" playbooks/site.yml -e nvflare_submit_job=true
+python - "$results/spleen_ct_segmentation.json" <<'PY'
+import json
+import sys
+
+summary = json.load(open(sys.argv[1]))
+print()
+print(f"Job {summary.get('job_id')}: {summary.get('status')} in {summary.get('duration')}")
+matrix = summary.get("cross_site_validation") or {}
+# {model: {site: {metric: value}}}: one row per model, one column per validating site.
+sites = sorted({site for per_site in matrix.values() for site in per_site})
+print()
+print("Cross-site validation, mean Dice (rows: models, columns: the site that validated)")
+print(f"{'model':<28}" + "".join(f"{s:>12}" for s in sites))
+for model in sorted(matrix):
+    cells = []
+    for s in sites:
+        metrics = matrix[model].get(s) or {}
+        value = next(iter(metrics.values()), None) if metrics else None
+        cells.append(f"{value:>12.4f}" if isinstance(value, (int, float)) else f"{'-':>12}")
+    print(f"{model:<28}" + "".join(cells))
+print()
+print(f"Results (models, server log): {summary.get('result_dir')}")
+PY
+cat <<MSG
+Client logs:   /var/lib/nvflare/site-1/<job id>/log.txt, /var/lib/nvflare/site-2/<job id>/log.txt
+Service logs:  /var/lib/nvflare/{localhost,site-1,site-2}/service.log
+Deployed in:   $((SECONDS - t0)) s
+Stop it with:  make demo-stop
+MSG

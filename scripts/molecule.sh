@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run one Molecule scenario (default: all of them) on Docker systemd test hosts.
+#   molecule.sh [SCENARIO] [molecule command, default: test]
+# Starts dockerd when it is not running (and stops it again afterwards if it did), builds
+# the base image and the wheelhouse when they are missing.
+source "$(dirname "$0")/lib.sh"
+use_venv
+
+scenario="${1:-}"
+shift || true
+action=("${@:-test}")
+
+started_docker=0
+if ! timeout 10 docker info >/dev/null 2>&1; then
+  "$ROOT/scripts/docker.sh" start
+  started_docker=1
+fi
+cleanup() { [ "$started_docker" = 1 ] && "$ROOT/scripts/docker.sh" stop; true; }
+trap cleanup EXIT
+
+"$ROOT/scripts/base-image.sh"
+"$ROOT/scripts/wheelhouse.sh"
+
+export NVFLARE_TEST_IMAGE="$BASE_IMAGE"
+export MOLECULE_NO_LOG=false
+# Plain output in logs and CI.
+export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+cd "$ROOT"
+if [ -n "$scenario" ]; then
+  molecule "${action[@]}" -s "$scenario"
+else
+  molecule "${action[@]}" --all
+fi

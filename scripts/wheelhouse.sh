@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Download, once, every Python package the managed hosts need into a wheelhouse folder
+# (default .cache/wheelhouse, or $NVFLARE_WHEELHOUSE), so hosts install with
+# `pip install --no-index --find-links WHEELHOUSE`: the test hosts, which have no egress,
+# and air-gapped sites (HPC compute nodes, hospital networks).
+# Source distributions are turned into wheels here, so hosts need no build tools.
+source "$(dirname "$0")/lib.sh"
+use_venv
+
+want=$(cat "$CONSTRAINTS" "$ROOT"/requirements/hosts/*.txt "$0" | sha256sum | cut -d' ' -f1)
+stamp="$WHEELHOUSE/.complete"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
+mkdir -p "$WHEELHOUSE"
+rm -f "$stamp"
+pipq() { python -m pip "$@" --disable-pip-version-check -q 2> >(grep -v 'is ignored: it is neither' >&2); }
+
+log "filling the wheelhouse $WHEELHOUSE (once; cached)"
+# torch first and alone, pinned, so that pip takes the CPU build (2.13.0+cpu) rather than
+# resolving a multi-GB CUDA build through another package's requirement.
+torch=$(grep '^torch==' "$CONSTRAINTS")
+pipq download -d "$WHEELHOUSE" -c "$CONSTRAINTS" "$torch"
+for req in "$ROOT"/requirements/hosts/*.txt; do
+  pipq download -d "$WHEELHOUSE" -c "$CONSTRAINTS" -r "$req"
+done
+# Pure-Python sdists become wheels now, while an index (and setuptools) is reachable.
+shopt -s nullglob
+for sdist in "$WHEELHOUSE"/*.tar.gz "$WHEELHOUSE"/*.zip; do
+  pipq wheel --no-deps -w "$WHEELHOUSE" "$sdist"
+  rm -f "$sdist"
+done
+echo "$want" > "$stamp"
+log "wheelhouse ready: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
