@@ -85,6 +85,7 @@ def gib(n: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="local epochs per round (default: the job's)")
     parser.add_argument("--size", type=int, default=48, help="synthetic volume edge (voxels)")
     parser.add_argument("--cases", type=int, default=8, help="synthetic volumes per site")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -99,6 +100,7 @@ def main() -> int:
         "admin_spleen_num_rounds": args.rounds,
         "admin_spleen_synthetic_size": args.size,
         "admin_spleen_synthetic_cases": args.cases,
+        "admin_spleen_local_epochs": args.epochs,
     }
     t0 = time.monotonic()
     fed.render_spleen_jobs({str(job): variables}, work / "render")

@@ -22,6 +22,9 @@ trap cleanup EXIT
 "$ROOT/scripts/wheelhouse.sh"
 
 export NVFLARE_TEST_IMAGE="$BASE_IMAGE"
+# Molecule installs a copy of this collection under ANSIBLE_HOME: keep it apart from the
+# developer tools (ansible-lint would otherwise read a stale copy).
+export ANSIBLE_HOME="$CACHE/molecule-ansible-home"
 export MOLECULE_NO_LOG=false
 # Plain output in logs and CI.
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1

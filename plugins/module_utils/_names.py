@@ -15,7 +15,7 @@ import re
 ORG_RE = re.compile(r"^[A-Za-z0-9_]+$")
 SITE_RE = re.compile(r"^[A-Za-z0-9-_]+$")
 PIN_RE = re.compile(r"^[A-Za-z0-9]+$")
-EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 PROJECT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 ADMIN_ROLES = ("project_admin", "org_admin", "lead", "member")

@@ -18,7 +18,7 @@ description:
   - With O(wait_for_sites), polls until every named site is registered, and fails at
     O(timeout) naming the sites still missing. Use it after starting the server and clients,
     before submitting a job.
-  - Read-only: it never changes the federation.
+  - Read-only, it never changes the federation.
   - The session is always closed, also when a step fails.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes

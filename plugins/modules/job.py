@@ -23,7 +23,7 @@ description:
     file's relative path and bytes (NVFlare's signature files, C(__pycache__) folders and
     C(*.pyc) files left out); the job name is C(name) in C(meta.json), else the folder name.
     Submitting the same content again, for example when a task is retried, finds the job
-    with C(list_jobs(submit_token=...)) and starts no second run, whatever that job's status
+    by its token on the server and starts no second run, whatever that job's status
     (also after a server restart). Changed content gives a new token and a new run. Tokens
     are scoped by NVFlare to the study and the submitting admin: another admin submitting
     the same folder starts another run."
@@ -107,8 +107,8 @@ options:
   download_dir:
     description:
       - Folder on the host that runs the module to download the finished job's server-side
-        result into, as C(<download_dir>/<job id>/) (C(workspace/log.txt), C(workspace/error_log.txt),
-        models, C(workspace/cross_site_val/)). A result already there is kept.
+        result into (with O(wait=true)), as C(<download_dir>/<job id>/) (C(workspace/log.txt),
+        C(workspace/error_log.txt), models, C(workspace/cross_site_val/)). A result already there is kept.
       - Without it the result is read from a temporary folder (for RV(cross_site_validation))
         and deleted.
     type: path
@@ -199,7 +199,7 @@ result_dir:
   type: str
   sample: /opt/nvflare/results/7f8d874f-d2d4-4210-b7dd-5a519e3b1eb9
 server_log:
-  description: Server log of the job inside O(result_dir) (null without O(download_dir)).
+  description: Server log of the job inside RV(result_dir) (null without O(download_dir)).
   returned: always
   type: str
 client_logs:

@@ -97,7 +97,7 @@ def run_playbook(
         cmd += ["-e", json.dumps(extra_vars)]
     cmd += args or []
     run_env = dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
-    proc = subprocess.run(cmd, env=run_env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=run_env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     return PlaybookRun(proc)
 
 
@@ -106,7 +106,7 @@ def ansible_inventory(env: dict[str, str], inventories: list[str | Path], *args:
     for inv in inventories:
         cmd += ["-i", str(inv)]
     cmd += list(args)
-    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 AWS_PLAYBOOK = ROOT / "playbooks" / "aws_infra.yml"

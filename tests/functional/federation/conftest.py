@@ -301,7 +301,7 @@ class Federation:
 
 
 @pytest.fixture(scope="session")
-def federation(tmp_path_factory):
+def federation(tmp_path_factory, _spleen_render):
     pytest.importorskip("nvflare")
     fed = Federation(tmp_path_factory.mktemp("federation"))
     fed.provision()
@@ -372,12 +372,12 @@ SPLEEN_VARIANTS = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _spleen_render(tmp_path_factory):
-    """Render SPLEEN_VARIANTS in a background thread from the start of the session.
+    """Render SPLEEN_VARIANTS in a background thread.
 
-    Ansible is slow to start on a busy 2-core machine; rendering while the federation comes
-    up hides that time. spleen_jobs waits for the result.
+    Ansible is slow to start on a busy 2-core machine: the federation fixture starts this
+    first, so rendering runs while the federation comes up. spleen_jobs waits for the result.
     """
     root = tmp_path_factory.mktemp("spleen-jobs")
     dests = {name: str(root / name / "spleen_ct_segmentation") for name in SPLEEN_VARIANTS}

@@ -59,7 +59,7 @@ def test_unreachable_server_while_waiting_names_the_sites(raw_module, closed_por
 
 
 def test_wrong_username_is_refused(module):
-    result = module("federation_info", {"username": "nobody@nvidia.com", "connect_timeout": 5}, timeout=60)
+    result = module("federation_info", {"username": "nobody@nvidia.com", "connect_timeout": 2}, timeout=60)
     assert result.failed
     assert "nobody@nvidia.com" in result["msg"]
 

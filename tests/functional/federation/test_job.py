@@ -67,6 +67,9 @@ def test_spleen_job_completes_with_cross_site_dice(spleen_run):
             dice = metrics["val_dice"]
             assert isinstance(dice, float) and not math.isnan(dice), (model, site, dice)
             assert 0.0 <= dice <= 1.0, (model, site, dice)
+    # The synthetic blobs are easy: the final global model has learned to find them.
+    final = [matrix["SRV_FL_global_model.pt"][site]["val_dice"] for site in SITES]
+    assert sum(final) / len(final) > 0.3, matrix
 
 
 def test_spleen_job_folder_is_left_untouched(spleen_run, spleen_job):
@@ -153,6 +156,7 @@ def test_timeout_then_abort(module, numpy_job):
     assert not module("job", dict(args, wait=False), check_mode=True)["status"].startswith("FINISHED")
 
     aborted = module("job", dict(args, state="aborted", timeout=120))
+    print(f"abort: module wall {aborted.wall:.1f} s; submit+timeout {waited.wall:.1f} s; check {would.wall:.1f} s")
     assert aborted.rc == 0, aborted.get("msg")
     assert aborted["changed"] is True and aborted["job_id"] == job_id
     assert aborted["status"] == "FINISHED:ABORTED"

@@ -46,6 +46,7 @@ def system_python() -> str:
                 ],
                 capture_output=True,
                 text=True,
+                check=False,
             )
             if probe.returncode == 0 and probe.stdout.strip() == "true":
                 return candidate
@@ -93,6 +94,7 @@ def test_playbook_check_idempotence_and_no_pin_in_output(tmp_path):
         capture_output=True,
         text=True,
         timeout=540,
+        check=False,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]

@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bundle_dir", default="", help=f"bundle mode: MONAI bundle (default: DATA_DIR/{BUNDLE_NAME})")
     p.add_argument("--local_epochs", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=2)
-    p.add_argument("--learning_rate", type=float, default=2e-3)
+    p.add_argument("--learning_rate", type=float, default=1e-4, help="Adam learning rate")
     p.add_argument("--roi_size", type=int, default=96, help="edge of the cubic training patch, in voxels")
     p.add_argument("--num_samples", type=int, default=4, help="patches cropped per volume and epoch")
     p.add_argument("--pixdim", type=_floats, default=(1.5, 1.5, 2.0), help="target voxel spacing in mm")
@@ -187,6 +187,9 @@ def apply_bundle_settings(args: argparse.Namespace, bundle_dir: str) -> None:
                 args.roi_size = int(t["spatial_size"][0])
             if isinstance(t.get("num_samples"), int):
                 args.num_samples = t["num_samples"]
+    optimizer = cfg.get("optimizer", {})
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("lr"), (int, float)):
+        args.learning_rate = float(optimizer["lr"])
     net = cfg.get("network_def", {})
     theirs = {k: net.get(k) for k in ("channels", "num_res_units", "norm") if k in net}
     ours = {"channels": list(args.channels), "num_res_units": args.num_res_units, "norm": args.norm}
@@ -218,16 +221,17 @@ def build_network(args: argparse.Namespace) -> torch.nn.Module:
 def build_transforms(args: argparse.Namespace):
     from monai.transforms import (
         Compose,
-        CropForegroundd,
         EnsureChannelFirstd,
         EnsureTyped,
         LoadImaged,
         Orientationd,
         RandCropByPosNegLabeld,
-        RandShiftIntensityd,
         ScaleIntensityRanged,
         Spacingd,
     )
+
+    # The spleen_ct_segmentation bundle's train#deterministic_transforms and
+    # train#random_transforms, with the sizes as parameters.
 
     keys = ["image", "label"]
     low, high = args.intensity_range
@@ -238,14 +242,12 @@ def build_transforms(args: argparse.Namespace):
         Spacingd(keys=keys, pixdim=args.pixdim, mode=("bilinear", "nearest")),
         ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
         EnsureTyped(keys=keys),
-        CropForegroundd(keys=keys, source_key="image", allow_smaller=True),
     ]
     random = [
         RandCropByPosNegLabeld(
             keys=keys, label_key="label", spatial_size=(args.roi_size,) * 3, pos=1, neg=1,
             num_samples=args.num_samples, image_key="image", image_threshold=0,
         ),
-        RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
     ]  # fmt: skip
     return Compose(deterministic + random), Compose(deterministic)
 
@@ -255,7 +257,6 @@ class SpleenSite:
         from monai.data import CacheDataset, DataLoader
         from monai.losses import DiceLoss
         from monai.metrics import DiceMetric
-        from monai.optimizers import Novograd
         from monai.utils import set_determinism
 
         set_determinism(seed=args.seed + zlib.crc32(site.encode()) % 1000)
@@ -285,9 +286,9 @@ class SpleenSite:
         )  # fmt: skip
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = build_network(args).to(self.device)
-        self.loss = DiceLoss(to_onehot_y=True, softmax=True)
+        self.loss = DiceLoss(include_background=False, to_onehot_y=True, softmax=True)
         self.metric = DiceMetric(include_background=False, reduction="mean")
-        self.optimizer = Novograd(self.model.parameters(), lr=args.learning_rate)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.learning_rate)
         self.local_weights = None
         print(
             f"{site}: {args.data_mode} data in {dataset_dir}: {len(cases) - n_val} training, {n_val} validation "

@@ -1,0 +1,128 @@
+"""Verify the federation that site.yml converged (testinfra, run by `molecule verify`).
+
+The admin kit sits on the server host; checks that need the FLARE API run a short
+Python program there with the admin kit, through the service virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+VENV = "/opt/nvflare/venv"
+ADMIN = "admin@example.com"
+ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
+SITES = ["site-1", "site-2"]
+SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
+
+REGISTERED = """
+import json, sys
+from nvflare.fuel.flare_api.flare_api import new_secure_session
+s = new_secure_session(ADMIN, ADMIN_KIT, timeout=30)
+try:
+    info = s.get_system_info()
+    print(json.dumps(sorted(c.name for c in info.client_info)))
+finally:
+    s.close()
+""".replace("ADMIN_KIT", repr(ADMIN_KIT)).replace("ADMIN", repr(ADMIN))
+
+
+def _participant(host):
+    groups = host.ansible.get_variables()["group_names"]
+    return ("server", "localhost") if "nvflare_server" in groups else ("client", host.backend.get_hostname())
+
+
+def _unit(host):
+    kind, _ = _participant(host)
+    return "nvflare-server.service" if kind == "server" else f"nvflare-{host.backend.get_hostname()}.service"
+
+
+def _registered():
+    """Sites the server lists, asked through the admin kit on the server container."""
+    out = subprocess.run(
+        ["docker", "exec", "server", f"{VENV}/bin/python", "-c", REGISTERED],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=90,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _wait(predicate, timeout, step=3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - the service is coming back
+            pass
+        time.sleep(step)
+    return False
+
+
+def test_service_active_enabled_and_unprivileged(host):
+    svc = host.service(_unit(host))
+    assert svc.is_running and svc.is_enabled
+    pid = host.check_output(f"systemctl show -p MainPID --value {_unit(host)}")
+    user = host.check_output(f"ps -o user= -p {pid}")
+    assert user.strip() == "nvflare"
+
+
+def test_private_keys_are_0600_and_owned_by_the_service_user(host):
+    keys = host.check_output("find /var/lib/nvflare -name '*.key'").split()
+    assert keys
+    for key in keys:
+        f = host.file(key)
+        assert f.mode == 0o600, key
+        assert f.user == "nvflare", key
+
+
+def test_job_storage_is_not_under_tmp(host):
+    if _participant(host)[0] != "server":
+        pytest.skip("server only")
+    res = json.loads(host.file("/var/lib/nvflare/server/local/resources.json").content_string)
+    assert "/tmp/nvflare" not in json.dumps(res)
+
+
+def test_both_sites_registered(host):
+    if _participant(host)[0] != "server":
+        pytest.skip("checked from the admin kit on the server host")
+    assert _registered() == SITES
+
+
+def test_spleen_job_finished_with_cross_site_dice(host):
+    if _participant(host)[0] != "server":
+        pytest.skip("the admin kit lives on the server host")
+    summary = json.loads(host.file(SUMMARY).content_string)
+    assert summary["status"] == "FINISHED:COMPLETED"
+    matrix = summary["cross_site_validation"]
+    assert matrix, "no cross-site validation results"
+    values = [v for per_site in matrix.values() for metrics in per_site.values() for v in metrics.values()]
+    sites_seen = {site for per_site in matrix.values() for site in per_site}
+    assert sites_seen == set(SITES)
+    assert values and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)
+
+
+def test_site_container_restart_comes_back_and_reregisters(host):
+    if host.backend.get_hostname() != "site-1":
+        pytest.skip("one site is enough")
+    subprocess.run(["docker", "restart", "site-1"], check=True, capture_output=True)
+    assert _wait(lambda: host.service("nvflare-site-1.service").is_running, 120)
+    assert _wait(lambda: "site-1" in _registered(), 180), "site-1 did not re-register"
+
+
+def test_killed_server_is_restarted(host):
+    if _participant(host)[0] != "server":
+        pytest.skip("server only")
+    unit = "nvflare-server.service"
+    before = host.check_output(f"systemctl show -p MainPID --value {unit}").strip()
+    host.run(f"kill -9 {before}")
+    assert _wait(
+        lambda: host.check_output(f"systemctl show -p MainPID --value {unit}").strip() not in ("0", before), 60
+    ), "systemd did not restart the server"
+    assert _wait(lambda: host.socket("tcp://0.0.0.0:8002").is_listening, 120)
+    assert _wait(lambda: _registered() == SITES, 180), "sites did not come back after the server restart"
