@@ -48,7 +48,9 @@ options:
 EXAMPLES = r"""
 - name: Write the server's resources
   ansible.builtin.copy:
-    content: "{{ defaults | federated.nvflare.local_resources(data_dir='/var/lib/nvflare/data', max_jobs=2) | to_nice_json }}"
+    content: >-
+      {{ defaults | federated.nvflare.local_resources(data_dir='/var/lib/nvflare/data', max_jobs=2)
+         | to_nice_json }}
     dest: /var/lib/nvflare/server/local/resources.json
     mode: "0640"
 """

@@ -84,6 +84,7 @@ def run_module(name: str, args: dict, workdir: Path, check_mode: bool = False, t
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"module {name} printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
@@ -142,6 +143,7 @@ def render_spleen_jobs(jobs: dict, workdir: Path) -> dict:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, f"rendering the spleen job failed:\n{proc.stdout}\n{proc.stderr}"
     return {dest: Path(dest) for dest in jobs}
@@ -203,6 +205,7 @@ class Federation:
             capture_output=True,
             text=True,
             timeout=120,
+            check=False,
         )
         assert proc.returncode == 0, f"nvflare provision failed:\n{proc.stdout}\n{proc.stderr}"
         # Job and snapshot storage default to /tmp/nvflare, shared by everything on the host.

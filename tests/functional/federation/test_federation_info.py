@@ -49,7 +49,7 @@ def test_unreachable_server_fails_clearly_and_exits(raw_module, closed_port_kit)
 
 
 def test_unreachable_server_while_waiting_names_the_sites(raw_module, closed_port_kit):
-    kit, _ = closed_port_kit
+    kit, _unused = closed_port_kit
     args = {"admin_kit": str(kit), "connect_timeout": 1, "wait_for_sites": ["site-1"], "timeout": 3, "poll_interval": 1}
     result = raw_module("federation_info", args, timeout=60)
     assert result.failed

@@ -51,7 +51,7 @@ def spleen_run(module, spleen_job, tmp_path_factory):
 
 
 def test_spleen_job_completes_with_cross_site_dice(spleen_run):
-    result, args, _ = spleen_run
+    result, args, _unused = spleen_run
     assert result.rc == 0, result.get("msg")
     assert result["changed"] is True and result["submitted"] is True
     assert result["status"] == "FINISHED:COMPLETED"
@@ -73,7 +73,7 @@ def test_spleen_job_completes_with_cross_site_dice(spleen_run):
 
 
 def test_spleen_job_folder_is_left_untouched(spleen_run, spleen_job):
-    _, _, before = spleen_run
+    _result, _args, before = spleen_run
     assert _snapshot(spleen_job) == before
 
 
@@ -89,7 +89,7 @@ def test_spleen_data_comes_from_the_site_data_dir(spleen_run, federation):
 
 
 def test_resubmitting_the_same_folder_starts_no_second_run(spleen_run, module):
-    first, args, _ = spleen_run
+    first, args, _unused = spleen_run
     jobs_before = _job_ids(module)
     again = module("job", args)
     assert again.rc == 0, again.get("msg")
@@ -101,7 +101,7 @@ def test_resubmitting_the_same_folder_starts_no_second_run(spleen_run, module):
 
 
 def test_check_mode_on_a_submitted_folder_changes_nothing(spleen_run, module):
-    first, args, _ = spleen_run
+    first, args, _unused = spleen_run
     result = module("job", args, check_mode=True)
     assert result.rc == 0, result.get("msg")
     assert result["changed"] is False
@@ -109,7 +109,7 @@ def test_check_mode_on_a_submitted_folder_changes_nothing(spleen_run, module):
 
 
 def test_check_mode_on_new_content_reports_a_submit_without_submitting(spleen_run, module, tmp_path):
-    first, args, _ = spleen_run
+    first, args, _unused = spleen_run
     changed_job = tmp_path / "spleen_ct_segmentation"
     shutil.copytree(args["job_dir"], changed_job)
     meta = json.loads((changed_job / "meta.json").read_text())

@@ -44,7 +44,10 @@ def test_server_storage_moves_out_of_tmp(kit_defaults):
     res = local_resources(kit_defaults["server"], data_dir="/var/lib/nvflare/server-data/", max_jobs=2)
     text = json.dumps(res)
     assert "/tmp/nvflare" not in text
-    assert res["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"] == "/var/lib/nvflare/server-data/snapshot-storage"
+    assert (
+        res["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"]
+        == "/var/lib/nvflare/server-data/snapshot-storage"
+    )
     assert _comp(res, "job_manager")["args"]["uri_root"] == "/var/lib/nvflare/server-data/jobs-storage"
     assert _comp(res, "job_scheduler")["args"]["max_jobs"] == 2
     # The input is not modified.

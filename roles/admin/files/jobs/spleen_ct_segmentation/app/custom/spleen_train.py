@@ -324,7 +324,7 @@ class SpleenSite:
     def train(self) -> int:
         self.model.train()
         steps = 0
-        for _ in range(self.args.local_epochs):
+        for _epoch in range(self.args.local_epochs):
             for batch in self.train_loader:
                 image, label = batch["image"].to(self.device), batch["label"].to(self.device)
                 self.optimizer.zero_grad()
