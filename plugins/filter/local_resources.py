@@ -97,7 +97,8 @@ def local_resources(
             if num_of_gpus is not None:
                 args["num_of_gpus"] = int(num_of_gpus)
             if mem_per_gpu_in_GiB is not None:
-                args["mem_per_gpu_in_GiB"] = mem_per_gpu_in_GiB
+                mem = float(mem_per_gpu_in_GiB)
+                args["mem_per_gpu_in_GiB"] = int(mem) if mem.is_integer() else mem
     extra = [c for c in (class_allow_list or []) if c not in res.get("class_allow_list", [])]
     if extra and "class_allow_list" in res:
         res["class_allow_list"] = list(res["class_allow_list"]) + extra

@@ -58,6 +58,10 @@ def test_client_gpu_capacity(kit_defaults):
     res = local_resources(kit_defaults["client"], num_of_gpus=2, mem_per_gpu_in_GiB=80)
     args = _comp(res, "resource_manager")["args"]
     assert (args["num_of_gpus"], args["mem_per_gpu_in_GiB"]) == (2, 80)
+    # Values templated by a role may arrive as strings; the JSON gets numbers.
+    res = local_resources(kit_defaults["client"], num_of_gpus="1", mem_per_gpu_in_GiB="15.5")
+    args = _comp(res, "resource_manager")["args"]
+    assert (args["num_of_gpus"], args["mem_per_gpu_in_GiB"]) == (1, 15.5)
 
 
 def test_allow_list_extended_once(kit_defaults):
