@@ -49,7 +49,7 @@ options:
   workspace:
     description:
       - Folder that holds C(project.yml), the project's CA state (C(NAME/state/)), the kits
-        (C(kits/PARTICIPANT/)) and, with O(pin), the zips (C(zips/PARTICIPANT.zip)).
+        (C(kits/PARTICIPANT/)) and, with O(zip) or O(pin), the zips (C(zips/PARTICIPANT.zip)).
       - Created with mode 0700 when missing. It holds the root CA's private key. Keep it
         private and back it up, since losing it rotates every certificate of the project.
     type: path
@@ -150,8 +150,17 @@ options:
       - When set, every kit is also packed as C(WORKSPACE/zips/PARTICIPANT.zip), encrypted with
         this PIN in the format the NVFlare dashboard serves (ZipCrypto, kit content at the top),
         which M(federated.nvflare.startup_kit) installs. Letters and digits only.
-      - When not set, zips a previous run wrote are removed.
+      - When neither this nor O(zip) is set, zips a previous run wrote are removed.
     type: str
+  zip:
+    description:
+      - Also pack every kit as C(WORKSPACE/zips/PARTICIPANT.zip), encrypted when O(pin) is set and
+        plain otherwise.
+      - One file per kit is much faster to copy to a host than a kit folder (the copy module
+        handles a folder file by file), and M(federated.nvflare.startup_kit) installs either.
+      - A zip is written again only when its kit changes, so a re-run copies nothing.
+    type: bool
+    default: false
 notes:
   - Re-running C(nvflare provision -p WORKSPACE/project.yml -w WORKSPACE) by hand reuses the same
     root CA and certificates and writes C(prod_NN) folders beside the module's C(kits/).
@@ -205,7 +214,7 @@ kits:
     admin@example.org: /srv/workspace/kits/admin@example.org
 zips:
   description: Encrypted zip of each participant's kit, by participant name.
-  returned: when O(pin) is set
+  returned: when O(zip) or O(pin) is set
   type: dict
   sample:
     site-1: /srv/workspace/zips/site-1.zip
@@ -245,6 +254,7 @@ import os
 import shutil
 import tempfile
 import traceback
+import zipfile
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, yaml_dump
@@ -503,6 +513,11 @@ def _replace_dir(new: str, dest: str, scratch: str):
         os.rename(new, dest)
 
 
+def _zip_infos(path: str) -> list:
+    with zipfile.ZipFile(path) as zf:
+        return zf.infolist()
+
+
 class Workspace:
     """The provisioning workspace: project.yml, NVFlare's CA state, kits/, zips/ and a manifest.
 
@@ -513,12 +528,14 @@ class Workspace:
 
     MANIFEST_VERSION = 1
 
-    def __init__(self, module, project: dict, he: bool, pin: str | None):
+    def __init__(self, module, project: dict, he: bool, pin: str | None, zips: bool = False):
         p = module.params
         self.module = module
         self.project = project
         self.he = he
         self.pin = pin
+        # Zips are wanted with a PIN (encrypted) or with zip: true (plain).
+        self.want_zips = bool(pin) or zips
         self.root = p["workspace"]
         self.name = p["name"]
         self.yml_path = os.path.join(self.root, "project.yml")
@@ -598,15 +615,17 @@ class Workspace:
             if kits.get(part) != _kit.tree_digest(tree):
                 return False
             self.final[part] = (tree, _kit.list_dirs(path))
-        want_zips = sorted(part + ".zip" for part in self.participants) if self.pin else []
+        want_zips = sorted(part + ".zip" for part in self.participants) if self.want_zips else []
         if self._listing(self.zips_dir, ".zip") != want_zips:
             return False
-        for part in self.participants if self.pin else []:
+        for part in self.participants if self.want_zips else []:
             path = os.path.join(self.zips_dir, part + ".zip")
             entry = zips.get(part) or {}
             if entry.get("sha256") != _kit.file_sha256(path) or entry.get("kit") != kits.get(part):
                 return False
-            if not _kit.zip_pin_ok(path, self.pin):
+            if entry.get("encrypted", True) != bool(self.pin):
+                return False
+            if self.pin and not _kit.zip_pin_ok(path, self.pin):
                 return False
         return True
 
@@ -633,7 +652,7 @@ class Workspace:
         self.removed = [d for d in self._listing(self.kits_dir) if d not in self.participants]
 
         existing = self._listing(self.zips_dir, ".zip")
-        if self.pin:
+        if self.want_zips:
             try:
                 with open(self.manifest_path) as f:
                     known = json.load(f).get("zips", {})
@@ -656,13 +675,20 @@ class Workspace:
         """Whether the zip of PART opens with the PIN and holds the kit as it stands."""
         path = os.path.join(self.zips_dir, part + ".zip")
         tree = self.final[part][0]
-        if known and known.get("sha256") == _kit.file_sha256(path) and known.get("kit") == _kit.tree_digest(tree):
+        if (
+            known
+            and known.get("sha256") == _kit.file_sha256(path)
+            and known.get("kit") == _kit.tree_digest(tree)
+            and known.get("encrypted", True) == bool(self.pin)
+        ):
             # The zip is the one the last run wrote for this very kit: only the PIN is in question.
-            return _kit.zip_pin_ok(path, self.pin)
+            return not self.pin or _kit.zip_pin_ok(path, self.pin)
         try:
             kit = _kit.read_zip(path, self.pin)
         except _kit.KitError:
             return False
+        if any(bool(info.flag_bits & 0x1) != bool(self.pin) for info in _zip_infos(path) if not info.is_dir()):
+            return False  # encrypted where a plain zip is wanted, or the other way round
         return _kit.digest(kit.files) == _kit.digest({k: v[0] for k, v in tree.items()})
 
     @property
@@ -722,8 +748,12 @@ class Workspace:
             "he": self._he_digests(),
             "kits": kits,
             "zips": {
-                part: {"sha256": _kit.file_sha256(os.path.join(self.zips_dir, part + ".zip")), "kit": kits[part]}
-                for part in (self.participants if self.pin else ())
+                part: {
+                    "sha256": _kit.file_sha256(os.path.join(self.zips_dir, part + ".zip")),
+                    "kit": kits[part],
+                    "encrypted": bool(self.pin),
+                }
+                for part in (self.participants if self.want_zips else ())
             },
         }
         data = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
@@ -775,6 +805,7 @@ def main():
             ),
             he=dict(type="bool", default=False),
             pin=dict(type="str", no_log=True),
+            zip=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -817,7 +848,7 @@ def main():
                 # One run at a time per workspace; opening without truncating keeps the file untouched.
                 lock = os.open(os.path.join(ws_path, ".provision.lock"), os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(lock, fcntl.LOCK_EX)
-        ws = Workspace(module, project, p["he"], p["pin"])
+        ws = Workspace(module, project, p["he"], p["pin"], p["zip"])
         ws.check_root_ca(datetime.datetime.now(datetime.timezone.utc))
         if not ws.unchanged_since_last_run():
             tmp_root = tempfile.mkdtemp(prefix=".provision-", dir=None if module.check_mode else ws_path)
@@ -857,7 +888,7 @@ def main():
             "reissued": sorted(ws.reissue),
         },
     }
-    if p["pin"]:
+    if ws.want_zips:
         result["zips"] = {part: os.path.join(ws.zips_dir, part + ".zip") for part in ws.participants}
     if module._diff:
         result["diff"] = {

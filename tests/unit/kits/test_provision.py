@@ -199,6 +199,39 @@ def test_pin_change_rewrites_zips_only_and_no_pin_removes_them(run_module, tmp_p
     assert tree(ws / "kits") == kits_before
 
 
+def test_plain_zips_with_zip_option(run_module, tmp_path):
+    """zip: true without a PIN: plain zips that startup_kit installs; switching to and from a PIN
+    rewrites them, a re-run touches nothing, zip: false removes them."""
+    ws = tmp_path / "workspace"
+    res = run_module("provision", spec(ws, zip=True))
+    assert not res.failed, res
+    z = Path(res["zips"]["site-1"])
+    with zipfile.ZipFile(z) as zf:
+        assert not any(i.flag_bits & 0x1 for i in zf.infolist())  # not encrypted
+        assert zf.read("startup/client.crt") == cert(ws, "site-1")
+    first = {n: (ws / "zips" / n).read_bytes() for n in sorted(p.name for p in (ws / "zips").iterdir())}
+    again = run_module("provision", spec(ws, zip=True))
+    assert again["changed"] is False
+    assert {n: (ws / "zips" / n).read_bytes() for n in first} == first
+    dest = tmp_path / "host" / "site-1"
+    kit = run_module("startup_kit", {"src": str(z), "dest": str(dest), "participant": "site-1", "type": "client"})
+    assert not kit.failed and kit["changed"] is True, kit
+    # Encrypted now (PIN added), then plain again (PIN dropped, zip kept): each a rewrite.
+    enc = run_module("provision", spec(ws, zip=True, pin=PIN))
+    assert enc["changed"] is True
+    with zipfile.ZipFile(z) as zf:
+        assert zf.getinfo("startup/client.crt").flag_bits & 0x1
+    plain = run_module("provision", spec(ws, zip=True))
+    assert plain["changed"] is True
+    with zipfile.ZipFile(z) as zf:
+        assert not zf.getinfo("startup/client.crt").flag_bits & 0x1
+    # Without the manifest the module compares in full and still sees the plain zips as current.
+    (ws / "spleen" / "state" / "federated.nvflare.json").unlink()
+    assert run_module("provision", spec(ws, zip=True))["changed"] is False
+    gone = run_module("provision", spec(ws))
+    assert gone["changed"] is True and "zips" not in gone and list((ws / "zips").iterdir()) == []
+
+
 def test_hand_edited_kit_is_repaired(run_module, tmp_path):
     ws = tmp_path / "workspace"
     run_module("provision", spec(ws))
