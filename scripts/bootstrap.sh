@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(python3 python3-venv python3-pip git make zip unzip rsync openssl
               docker.io debootstrap iptables procps iproute2 ca-certificates
-              chromium chromium-driver pebble)
+              chromium chromium-driver libnss3-tools pebble)
 # Collections unpacked from the ansible wheel: what the roles, playbooks and Molecule use.
 COLLECTIONS=(ansible.posix ansible.utils community.docker community.general azure.azcollection
              community.crypto amazon.aws)

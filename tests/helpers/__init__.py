@@ -1,0 +1,1 @@
+"""Helpers shared by the project's tests (functional tests and Molecule verify steps)."""
