@@ -1,0 +1,132 @@
+"""Verify the Slurm client site that site.yml converged (testinfra, run by `molecule verify`).
+
+slurm-login is the login node, slurmctld and the compute node; its client runs as a batch
+job. The admin kit sits on slurm-server: checks that need the FLARE API run a short Python
+program there through the service virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+VENV = "/opt/nvflare/venv"
+ADMIN = "admin@example.com"
+ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
+SERVER_LOG = "/var/lib/nvflare/slurm-server/log.txt"
+SITES = ["slurm-login", "slurm-site"]
+JOB_NAME = "nvflare-slurm-login"
+SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
+
+REGISTERED = """
+import json
+from nvflare.fuel.flare_api.flare_api import new_secure_session
+s = new_secure_session(ADMIN, ADMIN_KIT, timeout=30)
+try:
+    info = s.get_system_info()
+    print(json.dumps(sorted(c.name for c in info.client_info)))
+finally:
+    s.close()
+""".replace("ADMIN_KIT", repr(ADMIN_KIT)).replace("ADMIN", repr(ADMIN))
+
+
+def _docker(container, *argv, timeout=90):
+    return subprocess.run(
+        ["docker", "exec", container, *argv], capture_output=True, text=True, check=True, timeout=timeout
+    ).stdout
+
+
+def _registered():
+    """Sites the server lists, asked through the admin kit on the server container."""
+    out = _docker("slurm-server", f"{VENV}/bin/python", "-c", REGISTERED)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _joins():
+    """How often the Slurm site joined the server (one log line per registration)."""
+    out = _docker("slurm-server", "grep", "-c", "New client slurm-login@", SERVER_LOG)
+    return int(out.strip() or 0)
+
+
+def _jobs():
+    """The site's jobs: [(id, state, tres, user)], oldest first."""
+    out = _docker("slurm-login", "squeue", "--noheader", f"--name={JOB_NAME}", "--format=%i|%T|%b|%u", "--sort=i")
+    return [tuple(line.split("|")) for line in out.split("\n") if line.strip()]
+
+
+def _wait(predicate, timeout, step=2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - the job or the site is coming back
+            pass
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def login(host):
+    if host.backend.get_hostname() != "slurm-login":
+        pytest.skip("checked on the Slurm login node")
+    return host
+
+
+def test_client_runs_as_one_gpu_job_with_one_successor_queued(login):
+    jobs = _jobs()
+    running = [j for j in jobs if j[1] == "RUNNING"]
+    pending = [j for j in jobs if j[1] == "PENDING"]
+    assert len(running) == 1 and len(pending) == 1, jobs
+    assert "gpu:1" in running[0][2], running
+    assert {j[3] for j in jobs} == {"nvflare"}
+
+
+def test_job_runs_the_client_of_the_shared_kit(login):
+    job_id = next(j[0] for j in _jobs() if j[1] == "RUNNING")
+    pids = login.check_output("pgrep -u nvflare -f 'nvflare.private.fed.app.client.client_train'").split()
+    assert pids, "no NVFlare client process"
+    env = login.check_output(f"tr '\\0' '\\n' < /proc/{pids[0]}/environ")
+    assert f"SLURM_JOB_ID={job_id}" in env.split("\n")
+    assert "PATH=/shared/nvflare/venv/bin:" in env
+    assert login.file("/shared/nvflare/sites/slurm-login/startup/client.key").mode == 0o600
+
+
+def test_no_client_outside_slurm_on_the_login_node(login):
+    assert not login.service("nvflare-slurm-login.service").is_running
+    assert not login.file("/shared/nvflare/sites/slurm-login/service.pid").exists
+
+
+def test_both_sites_registered(login):
+    assert _registered() == SITES
+
+
+def test_spleen_job_finished_with_both_sites(login):
+    summary = json.loads(_docker("slurm-server", "cat", SUMMARY))
+    assert summary["status"] == "FINISHED:COMPLETED"
+    # {model owner: {validating site: {metric: value}}}: each site's model is validated by every site.
+    matrix = summary["cross_site_validation"]
+    assert set(SITES) <= set(matrix)
+    assert all(set(matrix[site]) == set(SITES) for site in SITES)
+    values = [v for per_site in matrix.values() for metrics in per_site.values() for v in metrics.values()]
+    assert values and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)
+
+
+def test_scancel_hands_over_to_the_successor_which_reregisters(login):
+    jobs = _jobs()
+    running = next(j[0] for j in jobs if j[1] == "RUNNING")
+    successor = next(j[0] for j in jobs if j[1] == "PENDING")
+    joins = _joins()
+    start = time.monotonic()
+    login.run_expect([0], f"scancel {running}")
+    assert _wait(lambda: (successor, "RUNNING") in [j[:2] for j in _jobs()], 120), _jobs()
+    started = time.monotonic() - start
+    assert _wait(lambda: _joins() > joins, 180), "the successor did not register with the server"
+    print(f"successor running after {started:.0f} s, registered after {time.monotonic() - start:.0f} s")
+    assert _registered() == SITES
+    # The successor queued its own successor: again exactly one running and one waiting.
+    assert _wait(lambda: sorted(j[1] for j in _jobs()) == ["PENDING", "RUNNING"], 60), _jobs()
+    assert running not in [j[0] for j in _jobs()]
