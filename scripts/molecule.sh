@@ -29,8 +29,10 @@ export MOLECULE_NO_LOG=false
 # Plain output in logs and CI.
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
 cd "$ROOT"
+# The scenario option goes right after the command, before any extra arguments (e.g.
+# `molecule.sh slurm converge -- --check`).
 if [ -n "$scenario" ]; then
-  molecule "${action[@]}" -s "$scenario"
+  molecule "${action[0]}" -s "$scenario" "${action[@]:1}"
 else
-  molecule "${action[@]}" --all
+  molecule "${action[0]}" --all "${action[@]:1}"
 fi
