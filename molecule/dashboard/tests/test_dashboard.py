@@ -1,0 +1,264 @@
+"""Verify the dashboard scenario (testinfra, run once on the controller by `molecule verify`).
+
+The dashboard host is reached by `docker exec` and, for TLS, from the controller by its
+container address under its FQDN (the certificate is checked against the name and pebble's
+root only). pebble's and moto's details come from services.json, written by services.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+HOST = "dash-dashboard"
+FQDN = "dashboard.nvflare.test"
+FL_FQDN = "fl.nvflare.test"
+UNIT = "nvflare-dashboard.service"
+ADMIN = "admin@nvflare.test"
+ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
+SITES = ["dash-site-1", "dash-site-2"]
+SECRETS = {
+    "admin password": "Dash-Adm1n-Pw-4711",
+    "CA passphrase": "Dash-CA-Passphrase-0815",
+    "kit PIN": "DashKitPin2026",
+    "AWS secret key": "dash-moto-secret-access-key-4711",
+}
+ROOT = Path(__file__).resolve().parents[3]
+STATE = Path(os.environ["DASH_SCENARIO_STATE"])
+SERVICES = json.loads((STATE / "services.json").read_text())
+ARTIFACTS = Path(os.environ.get("DASH_ARTIFACTS", ROOT / "tests" / "output" / "molecule-dashboard"))
+
+REGISTERED = """
+import json
+from nvflare.fuel.flare_api.flare_api import new_secure_session
+s = new_secure_session(ADMIN, ADMIN_KIT, timeout=30)
+try:
+    print(json.dumps(sorted(c.name for c in s.get_system_info().client_info)))
+finally:
+    s.close()
+""".replace("ADMIN_KIT", repr(ADMIN_KIT)).replace("ADMIN", repr(ADMIN))
+
+
+def sh(command: str, timeout: float = 120, check: bool = True) -> str:
+    proc = subprocess.run(
+        ["docker", "exec", HOST, "bash", "-c", command], capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode:
+        raise AssertionError(f"{command!r} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def address() -> str:
+    return subprocess.run(
+        ["docker", "inspect", HOST, "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def served_certificate(cafile: str = SERVICES["pebble_root"]) -> x509.Certificate:
+    """The certificate the dashboard serves for its FQDN, verified against `cafile` only."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection((address(), 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=FQDN) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def wait(predicate, timeout: float, step: float = 2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - still coming up
+            last = exc
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s (last error: {last!r})")
+
+
+def main_pid() -> str:
+    return sh(f"systemctl show -p MainPID --value {UNIT}")
+
+
+# -- TLS, DNS --------------------------------------------------------------------------------
+
+
+def test_served_certificate_chains_to_pebble_root_and_names_the_fqdns():
+    cert = served_certificate()
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert sorted(names) == sorted([FQDN, FL_FQDN])
+    # And not by accident: the listener CA of pebble (a different CA) does not validate it.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        served_certificate(SERVICES["pebble_listener_ca"])
+
+
+def _route53_changes():
+    """(action, name, type) of every ChangeResourceRecordSets call moto recorded, in order."""
+    changes = []
+    for line in Path(SERVICES["recording"]).read_text().splitlines():
+        entry = json.loads(line)
+        if entry["method"] != "POST" or not entry["url"].rstrip("/").endswith("/rrset"):
+            continue
+        body = base64.b64decode(entry["body"]).decode() if entry["body_encoded"] else entry["body"]
+        for change in re.findall(r"<Change>(.*?)</Change>", body, re.S):
+            action = re.search(r"<Action>(\w+)</Action>", change).group(1)
+            name = re.search(r"<Name>([^<]+)</Name>", change).group(1).rstrip(".")
+            rtype = re.search(r"<Type>(\w+)</Type>", change).group(1)
+            changes.append((action, name, rtype))
+    return changes
+
+
+def test_dns01_challenge_came_and_went_through_moto():
+    changes = _route53_changes()
+    for name in (FQDN, FL_FQDN):
+        txt = [action for action, rname, rtype in changes if rname == f"_acme-challenge.{name}" and rtype == "TXT"]
+        assert any(a in ("UPSERT", "CREATE") for a in txt), changes
+        assert "DELETE" in txt, changes
+        # Each challenge record added was removed again.
+        assert txt.index("DELETE") > min(i for i, a in enumerate(txt) if a in ("UPSERT", "CREATE"))
+    import boto3
+
+    route53 = boto3.client(
+        "route53",
+        endpoint_url=SERVICES["route53_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    records = route53.list_resource_record_sets(HostedZoneId=SERVICES["zone_id"])["ResourceRecordSets"]
+    assert not [r for r in records if r["Type"] == "TXT"], records
+    a_records = {r["Name"].rstrip("."): [v["Value"] for v in r["ResourceRecords"]] for r in records if r["Type"] == "A"}
+    assert a_records == {FQDN: [address()], FL_FQDN: [address()]}
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+def test_service_is_enabled_unprivileged_with_private_secrets():
+    assert sh(f"systemctl is-active {UNIT}") == "active"
+    assert sh(f"systemctl is-enabled {UNIT}") == "enabled"
+    assert sh("systemctl is-enabled nvflare-certbot-renew.timer") == "enabled"
+    assert sh("systemctl is-active nvflare-certbot-renew.timer") == "active"
+    assert sh(f"ps -o user= -p {main_pid()}") == "nvflare-dashboard"
+    assert "cap_net_bind_service" in sh(f"systemctl show -p AmbientCapabilities --value {UNIT}")
+    # Effective capabilities of the (non-root) main process: CAP_NET_BIND_SERVICE (bit 10) only.
+    assert sh(f"awk '/^CapEff/{{print $2}}' /proc/{main_pid()}/status") == f"{1 << 10:016x}"
+    assert sh("ss -ltnp | grep ':443 '")
+    assert sh("stat -c '%a %U' /etc/nvflare-dashboard/tls/privkey.pem") == "600 nvflare-dashboard"
+    assert sh("stat -c '%a %U' /etc/nvflare-dashboard/secret-key.env") == "600 root"
+    assert sh("stat -c '%a %U' /etc/nvflare-dashboard/dashboard.env") == "600 root"
+    assert sh("which zip")
+
+
+def test_sites_registered_with_kits_from_the_dashboard():
+    command = f"/opt/nvflare/venv/bin/python -c {shlex.quote(REGISTERED)}"
+    registered = wait(
+        lambda: json.loads(sh(command, timeout=90).splitlines()[-1]),
+        timeout=120,
+        step=5,
+    )
+    assert registered == SITES
+    # Every kit came from the dashboard (path B's download folder), none from `nvflare provision`.
+    kits = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "kits"
+    assert sorted(p.name for p in kits.glob("*.zip")) == sorted(f"{n}.zip" for n in [FL_FQDN, ADMIN, *SITES])
+    assert not (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "provision").exists()
+
+
+def test_browser_logs_in_and_sees_the_sites():
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers import browser
+
+    missing = browser.missing_requirements()
+    if missing:
+        pytest.skip("browser check needs: " + ", ".join(missing))
+    shot = ARTIFACTS / "dashboard-sites.png"
+    seen = browser.dashboard_sites_seen(
+        f"https://{FQDN}",
+        ca_pem=SERVICES["pebble_root"],
+        resolve={FQDN: address()},
+        email=ADMIN,
+        password=SECRETS["admin password"],
+        screenshot=str(shot),
+    )
+    assert sorted(seen) == SITES
+    assert shot.stat().st_size > 0
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def _playbook(*args, timeout=600):
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "dashboard.yml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_no_secret_in_vvv_output():
+    secret_key = sh("cat /etc/nvflare-dashboard/secret-key.env").split("=", 1)[1]
+    assert len(secret_key) > 30
+    proc = _playbook("-vvv")
+    output = proc.stdout + proc.stderr
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert proc.returncode == 0, output[-3000:]
+    assert "ESTABLISH" in output and "changed=0" in output  # really -vvv; really the converged hosts
+    leaks = [what for what, value in {**SECRETS, "secret key": secret_key}.items() if value in output]
+    assert not leaks, f"{leaks} appear in the -vvv output"
+
+
+def test_placeholder_secret_is_refused():
+    proc = _playbook("--tags", "dashboard_configure", "-e", "dashboard_admin_password=changeme")
+    assert proc.returncode != 0
+    assert "must be real secrets" in " ".join((proc.stdout + proc.stderr).split())
+    assert sh(f"systemctl is-active {UNIT}") == "active"
+
+
+# -- renewal, crash, reboot ------------------------------------------------------------------
+
+
+def test_forced_renewal_is_served_without_restart():
+    before, pid = served_certificate(), main_pid()
+    sh(
+        "/usr/local/sbin/nvflare-certbot renew --force-renewal --non-interactive --no-random-sleep-on-renew "
+        f"--cert-name {FQDN} --server {SERVICES['acme_directory']}",
+        timeout=180,
+    )
+    after = wait(lambda: (c := served_certificate()).serial_number != before.serial_number and c, timeout=60)
+    assert after.not_valid_before_utc >= before.not_valid_before_utc
+    assert main_pid() == pid  # reloaded (SIGHUP), not restarted
+    assert sh("stat -c '%a %U' /etc/nvflare-dashboard/tls/privkey.pem") == "600 nvflare-dashboard"
+
+
+def test_restarted_after_a_crash():
+    pid = main_pid()
+    sh(f"kill -9 {pid}")
+    wait(lambda: main_pid() not in ("0", pid) and sh(f"systemctl is-active {UNIT}", check=False) == "active", 60)
+    wait(served_certificate, 60)
+
+
+def test_survives_a_container_restart():
+    subprocess.run(["docker", "restart", HOST], check=True, capture_output=True, timeout=180)
+    wait(lambda: sh(f"systemctl is-active {UNIT}", check=False) == "active", 120)
+    cert = wait(served_certificate, 120)
+    assert FQDN in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
