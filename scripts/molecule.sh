@@ -31,8 +31,20 @@ export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
 cd "$ROOT"
 # The scenario option goes right after the command, before any extra arguments (e.g.
 # `molecule.sh slurm converge -- --check`).
+# Molecule's step lines get the seconds elapsed since the start, so the log shows what each
+# step (converge, idempotence, verify) took.
+stamp() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      INFO*) printf '[%5ds] %s\n' "$SECONDS" "$line" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+set -o pipefail
 if [ -n "$scenario" ]; then
-  molecule "${action[0]}" -s "$scenario" "${action[@]:1}"
+  molecule "${action[0]}" -s "$scenario" "${action[@]:1}" 2>&1 | stamp
 else
-  molecule "${action[0]}" --all "${action[@]:1}"
+  molecule "${action[0]}" --all "${action[@]:1}" 2>&1 | stamp
 fi
