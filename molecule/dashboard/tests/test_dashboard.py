@@ -225,6 +225,19 @@ def test_no_secret_in_vvv_output():
     assert not leaks, f"{leaks} appear in the -vvv output"
 
 
+def test_check_mode_on_the_converged_host_changes_nothing():
+    """--check on the converged dashboard host: succeeds, reports nothing to change, and leaves
+    the certificate and the running service alone."""
+    before, pid = served_certificate(), main_pid()
+    proc = _playbook("--check")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    counts = re.findall(r"changed=(\d+)", output)
+    assert counts and all(c == "0" for c in counts), output[-3000:]
+    assert served_certificate().serial_number == before.serial_number
+    assert main_pid() == pid
+
+
 def test_placeholder_secret_is_refused():
     proc = _playbook("--tags", "dashboard_configure", "-e", "dashboard_admin_password=changeme")
     assert proc.returncode != 0

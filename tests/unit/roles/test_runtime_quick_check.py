@@ -52,9 +52,12 @@ def test_local_label_counts_as_the_version(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 2.13.0+cpu\n")
     env = {"PYTHONPATH": str(tmp_path)}
-    run = lambda spec: subprocess.run(  # noqa: E731
-        [sys.executable, "-c", SCRIPT, spec], capture_output=True, text=True, check=False, env=env
-    ).returncode
+
+    def run(spec: str) -> int:
+        return subprocess.run(
+            [sys.executable, "-c", SCRIPT, spec], capture_output=True, text=True, check=False, env=env
+        ).returncode
+
     assert run("fakepkg==2.13.0") == 0
     assert run("fakepkg==2.13.0+cpu") == 0
     assert run("fakepkg==2.13.1") == 1
