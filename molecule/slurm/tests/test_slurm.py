@@ -8,11 +8,15 @@ program there through the service virtualenv.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[3]
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
 ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
@@ -130,3 +134,52 @@ def test_scancel_hands_over_to_the_successor_which_reregisters(login):
     # The successor queued its own successor: again exactly one running and one waiting.
     assert _wait(lambda: sorted(j[1] for j in _jobs()) == ["PENDING", "RUNNING"], 60), _jobs()
     assert running not in [j[0] for j in _jobs()]
+
+
+# -- a changed job script, then the teardown (last: they change what the tests above saw) ------
+
+
+def _playbook(name, *args, timeout=900):
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", output))
+
+
+def _time_limits():
+    out = _docker("slurm-login", "squeue", "--noheader", f"--name={JOB_NAME}", "--format=%i|%T|%l", "--sort=i")
+    return [tuple(line.split("|")) for line in out.split("\n") if line.strip()]
+
+
+def test_changed_job_script_replaces_the_running_job(login):
+    old = {j[0] for j in _jobs()}
+    joins = _joins()
+    changed = _playbook("site.yml", "--limit", "localhost,slurm-login", "-e", "client_gpu_slurm_time=01:30:00")
+    assert changed > 0
+    # The old jobs are gone; one running and one waiting job, both with the new walltime.
+    assert _wait(
+        lambda: (
+            (jobs := _time_limits())
+            and sorted(j[1] for j in jobs) == ["PENDING", "RUNNING"]
+            and all(j[2] == "1:30:00" for j in jobs)
+            and not old & {j[0] for j in jobs}
+        ),
+        180,
+    ), _time_limits()
+    assert _wait(lambda: _joins() > joins, 180), "the replacing job did not register with the server"
+    assert _wait(lambda: _registered() == SITES, 60)
+
+
+def test_teardown_cancels_the_sites_jobs(login):
+    assert _jobs()
+    assert _playbook("slurm_teardown.yml") > 0
+    assert _wait(lambda: _jobs() == [], 60), _jobs()
+    assert _playbook("slurm_teardown.yml") == 0
+    assert _jobs() == []
