@@ -9,17 +9,11 @@ another CA the page must not load. Screenshots land in tests/output/browser/.
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import importlib.util
-import ipaddress
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 pytestmark = pytest.mark.slow
 
@@ -48,32 +42,7 @@ class FqdnTLS:
         dconf = importlib.import_module("tests.functional.dashboard.conftest")
         self.ca_path, ca_key, ca_cert = dconf.make_ca(folder, "browser-test-ca")
         self.untrusted_ca_path, _key, _cert = dconf.make_ca(folder, "browser-other-ca")
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, FQDN)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(FQDN), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.certfile, self.keyfile = folder / "web.crt", folder / "web.key"
-        self.certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.keyfile.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        self.keyfile.chmod(0o600)
+        self.certfile, self.keyfile = dconf.make_server_cert(folder, ca_key, ca_cert, FQDN)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from tests.helpers.ansible import ansible_env
 
 pytestmark = pytest.mark.slow
 
@@ -126,18 +127,8 @@ class PathB:
             extra_file = self.folder / "extra.json"
             extra_file.write_text(json.dumps(extra))
             cmd += ["-e", f"@{extra_file}"]
-        venv_bin = Path(sys.executable).parent
-        env = dict(os.environ)
-        env.update(
-            PATH=f"{venv_bin}:{env.get('PATH', '')}",
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".venv" / "collections"),
-            ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-            ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-            ANSIBLE_HOME=str(self.folder / "ansible-home"),
-            ANSIBLE_LOCAL_TEMP=str(self.folder / "ansible-tmp"),
-            ANSIBLE_NOCOLOR="1",
-            no_proxy=",".join(filter(None, [env.get("no_proxy"), "127.0.0.1", "localhost"])),
-        )
+        env = ansible_env(self.folder)
+        env["no_proxy"] = ",".join(filter(None, [env.get("no_proxy"), "127.0.0.1", "localhost"]))
         proc = subprocess.run(
             cmd + [str(playbook or self.playbook)], env=env, capture_output=True, text=True, timeout=300, check=False
         )

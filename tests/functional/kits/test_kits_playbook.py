@@ -13,24 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.ansible import ansible_env
+
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(__file__).with_name("kits.yml")
 PIN = "Zq81PinNeverShown"
-
-
-def ansible_env(tmp_path: Path) -> dict:
-    venv_bin = Path(sys.executable).parent
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{venv_bin}:{env.get('PATH', '')}",
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".venv" / "collections"),
-        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    return env
 
 
 def system_python() -> str:
