@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import copy
+from ansible_collections.federated.nvflare.plugins.module_utils._resources import local_resources
 
 DOCUMENTATION = r"""
 name: local_resources
@@ -60,49 +60,6 @@ _value:
   description: The resources to write to C(local/resources.json).
   type: dict
 """
-
-
-def _component(resources: dict, component_id: str) -> dict | None:
-    for comp in resources.get("components", []):
-        if comp.get("id") == component_id:
-            return comp
-    return None
-
-
-def local_resources(
-    defaults,
-    data_dir=None,
-    max_jobs=None,
-    num_of_gpus=None,
-    mem_per_gpu_in_GiB=None,  # noqa: N803 - NVFlare's own spelling
-    class_allow_list=None,
-):
-    res = copy.deepcopy(defaults or {})
-    if data_dir:
-        data_dir = str(data_dir).rstrip("/")
-        snap = res.get("snapshot_persistor", {}).get("args", {}).get("storage", {}).get("args")
-        if snap is not None:
-            snap["root_dir"] = data_dir + "/snapshot-storage"
-        manager = _component(res, "job_manager")
-        if manager is not None:
-            manager.setdefault("args", {})["uri_root"] = data_dir + "/jobs-storage"
-    if max_jobs is not None:
-        scheduler = _component(res, "job_scheduler")
-        if scheduler is not None:
-            scheduler.setdefault("args", {})["max_jobs"] = int(max_jobs)
-    if num_of_gpus is not None or mem_per_gpu_in_GiB is not None:
-        manager = _component(res, "resource_manager")
-        if manager is not None:
-            args = manager.setdefault("args", {})
-            if num_of_gpus is not None:
-                args["num_of_gpus"] = int(num_of_gpus)
-            if mem_per_gpu_in_GiB is not None:
-                mem = float(mem_per_gpu_in_GiB)
-                args["mem_per_gpu_in_GiB"] = int(mem) if mem.is_integer() else mem
-    extra = [c for c in (class_allow_list or []) if c not in res.get("class_allow_list", [])]
-    if extra and "class_allow_list" in res:
-        res["class_allow_list"] = list(res["class_allow_list"]) + extra
-    return res
 
 
 class FilterModule:

@@ -38,6 +38,10 @@ description:
   - Idempotent by content. Zip timestamps, compression and encryption do not count, so
     the same kit downloaded twice reports no change.
   - Warns when the certificate expires within 30 days.
+  - With O(resources), it also writes C(local/resources.json) (mode 0640) from the kit's
+    C(local/resources.json.default) with this host's settings applied, as the
+    P(federated.nvflare.local_resources#filter) filter does. The file follows the kit: a new
+    kit or other settings rewrite it.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -98,6 +102,30 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  resources:
+    description:
+      - Settings for C(local/resources.json), written from the kit's C(local/resources.json.default).
+        Left alone when not set.
+    type: dict
+    suboptions:
+      data_dir:
+        description: Server only. Folder for job and snapshot storage (instead of C(/tmp/nvflare)).
+        type: path
+      max_jobs:
+        description: Server only. Jobs the server runs at the same time.
+        type: int
+      num_of_gpus:
+        description: Client only. GPUs the site offers to jobs.
+        type: int
+      mem_per_gpu_in_GiB:
+        description: Client only. Memory per GPU, in GiB.
+        type: float
+      class_allow_list:
+        description: Classes to add to the allow-list NVFlare 2.9 enforces for jobs without custom code.
+        type: list
+        elements: str
+        default: []
+    version_added: 0.2.0
 notes:
   - NVFlare 2.9 signs only HE and confidential-computing kits (C(signature.json)); a standard kit
     carries no signature, so its certificate chain is what this module verifies.
@@ -126,6 +154,9 @@ EXAMPLES = r"""
     participant: fl.example.org
     type: server
     owner: nvflare
+    resources:
+      data_dir: /var/lib/nvflare/server-data
+      max_jobs: 2
   register: server_kit
 
 - name: Check that the server and this site belong to the same project
@@ -202,6 +233,7 @@ changes:
 import datetime
 import grp
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -211,7 +243,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _kit
+from ansible_collections.federated.nvflare.plugins.module_utils import _kit, _resources
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -230,8 +262,11 @@ def _resolve(value, lookup, kind):
 class Plan:
     """What must change in DEST for it to hold KIT."""
 
-    def __init__(self, kit, dest, uid, gid):
+    def __init__(self, kit, dest, uid, gid, resources=None):
         self.kit = kit
+        # local/resources.json's wanted bytes, or None to leave it alone.
+        self.resources = resources
+        self.resources_changed = False
         self.dest = dest
         self.uid = uid
         self.gid = gid
@@ -248,7 +283,7 @@ class Plan:
 
     @property
     def changed(self):
-        return bool(self.added or self.modified or self.removed or self.attr_fixes)
+        return bool(self.added or self.modified or self.removed or self.attr_fixes or self.resources_changed)
 
     def _owner_differs(self, st):
         return (self.uid is not None and st.st_uid != self.uid) or (self.gid is not None and st.st_gid != self.gid)
@@ -336,6 +371,28 @@ class Plan:
         for d in missing_dirs:
             if d != "startup" and not any(w.startswith(d + "/") for w in self.writes):
                 self.added.append(d + "/")
+        if self.resources is not None:
+            self._compute_resources()
+
+    def _compute_resources(self):
+        rel = _resources.RESOURCES
+        mode = _resources.RESOURCES_MODE
+        path = os.path.join(self.dest, rel)
+        want_line = self._line(rel, self.resources, mode)
+        self.after_lines.append(want_line)
+        if not os.path.lexists(path):
+            self.added.append(rel)
+            self.resources_changed = True
+            return
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise _kit.KitError(f"{path} is not a regular file: move it away and run again")
+        with open(path, "rb") as f:
+            have = f.read()
+        self.before_lines.append(self._line(rel, have, stat.S_IMODE(st.st_mode), st))
+        if have != self.resources or stat.S_IMODE(st.st_mode) != mode or self._owner_differs(st):
+            self.modified.append(rel)
+            self.resources_changed = True
 
     # -- applying --------------------------------------------------------------------------
 
@@ -344,12 +401,20 @@ class Plan:
             os.lchown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
 
     def _write_file(self, path, rel):
-        mode = _kit.file_mode(rel)
+        self._write_bytes(path, self.kit.files[rel], _kit.file_mode(rel))
+
+    def _write_bytes(self, path, data, mode):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(self.kit.files[rel])
+            f.write(data)
         os.chmod(path, mode)
         self._own(path)
+
+    def _stage_resources(self, root):
+        """local/resources.json into ROOT (a staged tree, or a temporary name); its path."""
+        path = os.path.join(root, "resources.json.new")
+        self._write_bytes(path, self.resources, _resources.RESOURCES_MODE)
+        return path
 
     def _mkdir(self, path):
         os.mkdir(path, _kit.DIR_MODE)
@@ -368,9 +433,12 @@ class Plan:
             self._write_file(os.path.join(root, rel), rel)
 
     def _makedirs_in_dest(self, rel_dir):
+        self._makedirs_in_tree(self.dest, rel_dir)
+
+    def _makedirs_in_tree(self, root, rel_dir):
         parts = rel_dir.split("/") if rel_dir else []
         for i in range(1, len(parts) + 1):
-            path = os.path.join(self.dest, *parts[:i])
+            path = os.path.join(root, *parts[:i])
             if not os.path.isdir(path):
                 self._mkdir(path)
 
@@ -386,6 +454,10 @@ class Plan:
         try:
             if not self.exists:
                 self._build_tree(stage)
+                if self.resources_changed:
+                    tmp = self._stage_resources(stage)
+                    self._makedirs_in_tree(stage, os.path.dirname(_resources.RESOURCES))
+                    os.rename(tmp, os.path.join(stage, _resources.RESOURCES))
                 os.chmod(stage, _kit.DIR_MODE)
                 self._own(stage)
                 os.rename(stage, dest)
@@ -398,6 +470,8 @@ class Plan:
                 tmp = os.path.join(stage, f"f{i}")
                 self._write_file(tmp, rel)
                 staged.append((tmp, rel))
+            if self.resources_changed:
+                staged.append((self._stage_resources(stage), _resources.RESOURCES))
             # 2. Move it in with renames.
             if self.startup_content_changed:
                 live = os.path.join(dest, "startup")
@@ -424,6 +498,25 @@ class Plan:
         finally:
             if os.path.lexists(stage):
                 shutil.rmtree(stage, ignore_errors=True)
+
+
+def _wanted_resources(kit, settings):
+    """local/resources.json's bytes for KIT with SETTINGS applied; None when not asked for."""
+    if settings is None:
+        return None
+    default = kit.files.get(_resources.RESOURCES_DEFAULT)
+    if default is None:
+        raise _kit.KitError(
+            f"the kit has no {_resources.RESOURCES_DEFAULT} to write local/resources.json from: "
+            "use a kit from NVFlare's provisioning or the dashboard, or leave resources unset"
+        )
+    try:
+        parsed = json.loads(default)
+    except ValueError as e:
+        raise _kit.KitError(
+            f"the kit's {_resources.RESOURCES_DEFAULT} is not valid JSON ({e}): provision the kit again"
+        ) from None
+    return _resources.render(_resources.local_resources(parsed, **settings))
 
 
 def _absent(module, dest):
@@ -458,6 +551,16 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            resources=dict(
+                type="dict",
+                options=dict(
+                    data_dir=dict(type="path"),
+                    max_jobs=dict(type="int"),
+                    num_of_gpus=dict(type="int"),
+                    mem_per_gpu_in_GiB=dict(type="float"),
+                    class_allow_list=dict(type="list", elements="str", default=[]),
+                ),
+            ),
         ),
         required_if=[("state", "present", ("src", "participant", "type"))],
         supports_check_mode=True,
@@ -476,7 +579,7 @@ def main():
         _kit.check_layout(kit, p["type"])
         now = datetime.datetime.now(datetime.timezone.utc)
         info = _kit.verify_identity(kit, p["type"], p["participant"], now)
-        plan = Plan(kit, dest, uid, gid)
+        plan = Plan(kit, dest, uid, gid, _wanted_resources(kit, p["resources"]))
     except _kit.KitError as e:
         module.fail_json(msg=str(e), dest=dest)
     except OSError as e:

@@ -321,3 +321,74 @@ def test_pin_never_in_result(run_module, kits, tmp_path):
     res = run_module("startup_kit", args(kits.site1_zip, tmp_path / "d", pin=kits.pin), diff=True)
     assert kits.pin not in repr({k: v for k, v in res.items() if k != "invocation"})
     assert res["invocation"]["module_args"]["pin"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def _comp(res: dict, cid: str) -> dict:
+    return next(c for c in res["components"] if c["id"] == cid)
+
+
+def test_resources_written_with_the_kit(run_module, kits, tmp_path):
+    dest = tmp_path / "site-1"
+    settings = {"num_of_gpus": 0, "mem_per_gpu_in_GiB": 0, "class_allow_list": ["my.pkg.Thing"]}
+    res = run_module("startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=settings))
+    assert not res.failed, res
+    assert "local/resources.json" in res["changes"]["added"]
+    path = dest / "local" / "resources.json"
+    assert mode(path) == 0o640
+    written = json.loads(path.read_text())
+    default = json.loads((kits.site1_dir / "local" / "resources.json.default").read_text())
+    assert _comp(written, "resource_manager")["args"]["num_of_gpus"] == 0
+    assert written["class_allow_list"] == default["class_allow_list"] + ["my.pkg.Thing"]
+    # Everything else as the kit has it; the same bytes the filter + to_nice_json(indent=2) gave.
+    assert _comp(written, "resource_consumer") == _comp(default, "resource_consumer")
+    assert path.read_text() == json.dumps(written, indent=2, sort_keys=True, separators=(",", ": "))
+    # No temporary file left in the kit.
+    assert sorted(p.name for p in (dest / "local").iterdir() if not p.name.endswith((".default", ".sample"))) == [
+        "resources.json"
+    ]
+
+    again = run_module("startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=settings))
+    assert again["changed"] is False, again
+
+    # Other settings: only resources.json changes; check mode says so and writes nothing.
+    before = path.read_bytes()
+    other = dict(settings, num_of_gpus=2)
+    check = run_module("startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=other), check_mode=True, diff=True)
+    assert check["changed"] is True
+    assert check["changes"] == {"added": [], "modified": ["local/resources.json"], "removed": []}
+    assert "local/resources.json sha256:" in check["diff"]["before"]
+    assert path.read_bytes() == before
+    res = run_module("startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=other))
+    assert res["changed"] is True
+    assert _comp(json.loads(path.read_text()), "resource_manager")["args"]["num_of_gpus"] == 2
+
+
+def test_resources_mode_drift_is_repaired_and_absent_option_leaves_the_file(run_module, kits, tmp_path):
+    dest = tmp_path / "srv"
+    settings = {"data_dir": str(tmp_path / "data"), "max_jobs": 3}
+    kw = {"pin": kits.pin, "participant": kits.server, "type": "server"}
+    assert not run_module("startup_kit", args(kits.server_zip, dest, resources=settings, **kw)).failed
+    path = dest / "local" / "resources.json"
+    written = json.loads(path.read_text())
+    assert _comp(written, "job_manager")["args"]["uri_root"] == str(tmp_path / "data" / "jobs-storage")
+    assert _comp(written, "job_scheduler")["args"]["max_jobs"] == 3
+    os.chmod(path, 0o666)
+    res = run_module("startup_kit", args(kits.server_zip, dest, resources=settings, **kw))
+    assert res["changes"]["modified"] == ["local/resources.json"]
+    assert mode(path) == 0o640
+    # Without the option the host's file is left as it is.
+    path.write_text('{"host": "own"}')
+    res = run_module("startup_kit", args(kits.server_zip, dest, **kw))
+    assert res["changed"] is False
+    assert path.read_text() == '{"host": "own"}'
+
+
+def test_resources_need_the_kits_default(run_module, kits, tmp_path):
+    src = tmp_path / "kit"
+    shutil.copytree(kits.site1_dir, src)
+    (src / "local" / "resources.json.default").unlink()
+    dest = tmp_path / "site-1"
+    res = run_module("startup_kit", args(src, dest, resources={"num_of_gpus": 0}))
+    assert res.failed
+    assert "no local/resources.json.default" in res["msg"]
+    assert not dest.exists()
