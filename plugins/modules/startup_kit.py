@@ -40,7 +40,7 @@ description:
   - Warns when the certificate expires within 30 days.
   - With O(resources), it also writes C(local/resources.json) (mode 0640) from the kit's
     C(local/resources.json.default) with this host's settings applied, as the
-    P(federated.nvflare.local_resources#filter) filter does. The file follows the kit: a new
+    P(federated.nvflare.local_resources#filter) filter does. The file follows the kit; a new
     kit or other settings rewrite it.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
