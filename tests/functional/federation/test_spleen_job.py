@@ -156,6 +156,53 @@ def test_bundle_mode_code_path(train, tmp_path):
     assert 0.0 <= site.evaluate() <= 1.0
 
 
+def test_bundle_mode_defaults_agree_with_the_published_bundle(train, tmp_path):
+    """The settings of spleen_ct_segmentation's configs/train.json as the MONAI model zoo publishes
+    it (values written down from it; expressions such as "$@network.parameters()" included, as they
+    are there): with them the job's bundle-mode defaults build the same network, and the transform
+    settings the script reads are the bundle's."""
+    config = {
+        "imports": ["$import glob", "$import os", "$import ignite"],
+        "bundle_root": ".",
+        "dataset_dir": "/workspace/data/Task09_Spleen",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "network_def": {
+            "_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+            "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "norm": "batch",
+        },
+        "network": "$@network_def.to(@device)",
+        "optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": 0.0001},
+        "train": {
+            "deterministic_transforms": [
+                {"_target_": "LoadImaged", "keys": ["image", "label"]},
+                {"_target_": "EnsureChannelFirstd", "keys": ["image", "label"]},
+                {"_target_": "Orientationd", "keys": ["image", "label"], "axcodes": "RAS"},
+                {"_target_": "Spacingd", "keys": ["image", "label"], "pixdim": [1.5, 1.5, 2.0],
+                 "mode": ["bilinear", "nearest"]},
+                {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164,
+                 "b_min": 0, "b_max": 1, "clip": True},
+                {"_target_": "EnsureTyped", "keys": ["image", "label"]},
+            ],
+            "random_transforms": [
+                {"_target_": "RandCropByPosNegLabeld", "keys": ["image", "label"], "label_key": "label",
+                 "spatial_size": [96, 96, 96], "pos": 1, "neg": 1, "num_samples": 4, "image_key": "image",
+                 "image_threshold": 0},
+            ],
+            "preprocessing": {"_target_": "Compose",
+                              "transforms": "$@train#deterministic_transforms + @train#random_transforms"},
+        },
+    }  # fmt: skip
+    bundle = tmp_path / "spleen_ct_segmentation"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "train.json").write_text(json.dumps(config, indent=4))
+    args = train.parse_args(["--data_mode", "bundle"])
+    train.apply_bundle_settings(args, str(bundle))  # raises when the networks differ
+    assert args.pixdim == (1.5, 1.5, 2.0) and args.intensity_range == (-57.0, 164.0)
+    assert args.roi_size == 96 and args.num_samples == 4 and args.learning_rate == 0.0001
+    net = train.build_network(args)
+    assert sum(p.numel() for p in net.parameters()) > 4_000_000  # the bundle's 4.8 M-parameter UNet
+
+
 def test_bundle_mode_rejects_a_different_network(train, tmp_path):
     bundle = _fake_bundle(tmp_path / "bundle", roi=16, channels=[16, 32, 64, 128, 256])
     args = train.parse_args(["--data_mode", "bundle", "--channels", "8,16,32,64"])
