@@ -353,7 +353,9 @@ def test_resources_written_with_the_kit(run_module, kits, tmp_path):
     # Other settings: only resources.json changes; check mode says so and writes nothing.
     before = path.read_bytes()
     other = dict(settings, num_of_gpus=2)
-    check = run_module("startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=other), check_mode=True, diff=True)
+    check = run_module(
+        "startup_kit", args(kits.site1_zip, dest, pin=kits.pin, resources=other), check_mode=True, diff=True
+    )
     assert check["changed"] is True
     assert check["changes"] == {"added": [], "modified": ["local/resources.json"], "removed": []}
     assert "local/resources.json sha256:" in check["diff"]["before"]
