@@ -158,6 +158,35 @@ def _time_limits():
     return [tuple(line.split("|")) for line in out.split("\n") if line.strip()]
 
 
+def _probe(*args):
+    """Run the role's probe (tests/probe.yml) with ARGS; its output. It must fail."""
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(Path(__file__).parent / "probe.yml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    return " ".join(output.split())
+
+
+def test_probe_says_when_a_compute_node_cannot_reach_the_server(login):
+    out = _probe()
+    assert "A compute node of partition 'gpu' cannot reach the FL server at slurm-server:1 within 4 s" in out
+    assert "Connection refused" in out
+    assert "got no compute node" not in out
+
+
+def test_probe_says_when_no_compute_node_is_allocated(login):
+    out = _probe("-e", "client_gpu_slurm_partition=no-such-partition")
+    assert "got no compute node in partition 'no-such-partition'" in out
+    assert "Unable to allocate resources" in out
+    assert "cannot reach the FL server" not in out
+
+
 def test_changed_job_script_replaces_the_running_job(login):
     old = {j[0] for j in _jobs()}
     joins = _joins()
