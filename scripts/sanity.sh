@@ -50,6 +50,7 @@ rsync -a --exclude-from=- "$ROOT/" "$tree/" <<'EXCLUDES'
 /molecule
 /.ci
 /Makefile
+/conftest.py
 /requirements
 __pycache__
 *.tar.gz

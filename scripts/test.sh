@@ -5,27 +5,68 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-declare -a names=() secs=() results=()
+# The time budget of the whole suite from a fresh clone on a 2-core machine (CI allows 90 minutes).
+BUDGET_SECONDS=${NVFLARE_TEST_BUDGET_SECONDS:-3600}
+
+declare -a names=() secs=() results=() tests=()
 failed=0
 started_docker=0
+# Each pytest run appends its counts here (tests/helpers/skip_policy.py); molecule.sh writes
+# its scenario lines.
+export NVFLARE_TEST_REPORT_DIR="$ROOT/tests/output/report"
+rm -rf "$NVFLARE_TEST_REPORT_DIR"
+mkdir -p "$NVFLARE_TEST_REPORT_DIR"
+
+# "P passed F failed S skipped (N n/a)" from the counts files given, or "" when there are none.
+counts() {
+  python3 - "$@" <<'PY'
+import json, sys
+total = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "not_applicable": 0}
+found = False
+for path in sys.argv[1:]:
+    try:
+        for line in open(path):
+            found = True
+            for key, value in json.loads(line).items():
+                total[key] = total.get(key, 0) + value
+    except FileNotFoundError:
+        pass
+if found:
+    print(f"{total['passed']:4d} passed {total['failed'] + total['errors']:3d} failed "
+          f"{total['skipped']:3d} skipped ({total['not_applicable']} n/a)")
+PY
+}
 
 layer() {
   local name=$1; shift
-  local t0=$SECONDS rc=0
+  local t0=$SECONDS rc=0 slug
+  slug=$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '-')
   printf '\n######## %s ########\n' "$name"
-  "$@" || rc=$?
+  NVFLARE_TEST_COUNTS="$NVFLARE_TEST_REPORT_DIR/$slug.jsonl" "$@" || rc=$?
   names+=("$name"); secs+=($((SECONDS - t0)))
   if [ "$rc" -eq 0 ]; then results+=("ok"); else results+=("FAILED ($rc)"); failed=1; fi
+  if [ "$name" = molecule ]; then
+    tests+=("$(counts "$NVFLARE_TEST_REPORT_DIR/molecule-counts.jsonl")")
+  else
+    tests+=("$(counts "$NVFLARE_TEST_REPORT_DIR/$slug.jsonl")")
+  fi
   return 0
 }
 
 summary() {
-  printf '\n%-28s %8s  %s\n' "layer" "seconds" "result"
+  printf '\n%-24s %8s  %-12s %s\n' "layer" "seconds" "result" "tests"
   local i
   for i in "${!names[@]}"; do
-    printf '%-28s %8s  %s\n' "${names[$i]}" "${secs[$i]}" "${results[$i]}"
+    printf '%-24s %8s  %-12s %s\n' "${names[$i]}" "${secs[$i]}" "${results[$i]}" "${tests[$i]}"
+    if [ "${names[$i]}" = molecule ] && [ -f "$NVFLARE_TEST_REPORT_DIR/molecule.txt" ]; then
+      sed 's/^/    /' "$NVFLARE_TEST_REPORT_DIR/molecule.txt"
+    fi
   done
-  printf '%-28s %8s\n' "total" "$SECONDS"
+  printf '%-24s %8s  (budget %s s: %s %%; CI stops at 5400 s)\n' "total" "$SECONDS" "$BUDGET_SECONDS" \
+    "$((SECONDS * 100 / BUDGET_SECONDS))"
+  if [ "$SECONDS" -gt "$BUDGET_SECONDS" ]; then
+    echo "WARNING: the suite took longer than its budget of $BUDGET_SECONDS s" >&2
+  fi
   [ "$started_docker" = 1 ] && "$ROOT/scripts/docker.sh" stop || true
 }
 trap summary EXIT
@@ -47,6 +88,16 @@ layer "molecule"              scripts/molecule.sh
 
 trap - EXIT
 summary
+# One closing line over every layer's tests.
+python3 - "$NVFLARE_TEST_REPORT_DIR" <<'PY'
+import json, pathlib, sys
+total = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+for path in pathlib.Path(sys.argv[1]).glob("*.jsonl"):
+    for line in path.read_text().splitlines():
+        for key in total:
+            total[key] += json.loads(line).get(key, 0)
+print(f"tests: {total['passed']} passed, {total['failed'] + total['errors']} failed, {total['skipped']} skipped")
+PY
 if [ "$failed" -ne 0 ]; then
   echo "make test: FAILED (see the layers above)" >&2
   exit 1

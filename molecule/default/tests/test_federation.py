@@ -6,11 +6,19 @@ Python program there with the admin kit, through the service virtualenv.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "nvflare_test_learning", Path(__file__).resolve().parents[3] / "tests" / "helpers" / "learning.py"
+)
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
@@ -83,20 +91,20 @@ def test_private_keys_are_0600_and_owned_by_the_service_user(host):
 
 def test_job_storage_is_not_under_tmp(host):
     if _participant(host)[0] != "server":
-        pytest.skip("server only")
+        pytest.skip("not applicable: server only")
     res = json.loads(host.file("/var/lib/nvflare/server/local/resources.json").content_string)
     assert "/tmp/nvflare" not in json.dumps(res)
 
 
 def test_both_sites_registered(host):
     if _participant(host)[0] != "server":
-        pytest.skip("checked from the admin kit on the server host")
+        pytest.skip("not applicable: checked from the admin kit on the server host")
     assert _registered() == SITES
 
 
 def test_spleen_job_finished_with_cross_site_dice(host):
     if _participant(host)[0] != "server":
-        pytest.skip("the admin kit lives on the server host")
+        pytest.skip("not applicable: the admin kit lives on the server host")
     summary = json.loads(host.file(SUMMARY).content_string)
     assert summary["status"] == "FINISHED:COMPLETED"
     matrix = summary["cross_site_validation"]
@@ -107,9 +115,25 @@ def test_spleen_job_finished_with_cross_site_dice(host):
     assert values and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)
 
 
+def test_the_federation_learned_on_every_site(host):
+    if _participant(host)[0] != "server":
+        pytest.skip("not applicable: the admin kit lives on the server host")
+    summary = json.loads(host.file(SUMMARY).content_string)
+    initial = {}
+    for site in SITES:
+        log = subprocess.run(
+            ["docker", "exec", site, "cat", f"/var/lib/nvflare/{site}/{summary['job_id']}/log.txt"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        initial[site] = learning.initial_dice(log, site)
+    learning.check_learned(summary, initial, "default")
+
+
 def test_site_container_restart_comes_back_and_reregisters(host):
     if host.backend.get_hostname() != "site-1":
-        pytest.skip("one site is enough")
+        pytest.skip("not applicable: one site is enough")
     subprocess.run(["docker", "restart", "site-1"], check=True, capture_output=True)
     assert _wait(lambda: host.service("nvflare-site-1.service").is_running, 120)
     assert _wait(lambda: "site-1" in _registered(), 180), "site-1 did not re-register"
@@ -117,7 +141,7 @@ def test_site_container_restart_comes_back_and_reregisters(host):
 
 def test_killed_server_is_restarted(host):
     if _participant(host)[0] != "server":
-        pytest.skip("server only")
+        pytest.skip("not applicable: server only")
     unit = "nvflare-server.service"
     before = host.check_output(f"systemctl show -p MainPID --value {unit}").strip()
     host.run(f"kill -9 {before}")

@@ -7,6 +7,7 @@ program there through the service virtualenv.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+_spec = importlib.util.spec_from_file_location("nvflare_test_learning", ROOT / "tests" / "helpers" / "learning.py")
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
 ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
@@ -76,7 +80,7 @@ def _wait(predicate, timeout, step=2):
 @pytest.fixture
 def login(host):
     if host.backend.get_hostname() != "slurm-login":
-        pytest.skip("checked on the Slurm login node")
+        pytest.skip("not applicable: checked on the Slurm login node")
     return host
 
 
@@ -117,6 +121,21 @@ def test_spleen_job_finished_with_both_sites(login):
     assert all(set(matrix[site]) == set(SITES) for site in SITES)
     values = [v for per_site in matrix.values() for metrics in per_site.values() for v in metrics.values()]
     assert values and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)
+
+
+def test_the_federation_learned_on_every_site(login):
+    summary = json.loads(_docker("slurm-server", "cat", SUMMARY))
+    initial = {}
+    for container, site in (("slurm-login", "slurm-login"), ("slurm-site", "slurm-site")):
+        # The Slurm site's workspace is on the cluster's shared folder, the other under /var/lib.
+        log = _docker(
+            container,
+            "sh",
+            "-c",
+            f"cat $(find /var/lib/nvflare /shared -path '*/{summary['job_id']}/log.txt' 2>/dev/null)",
+        )
+        initial[site] = learning.initial_dice(log, site)
+    learning.check_learned(summary, initial, "slurm")
 
 
 def test_scancel_hands_over_to_the_successor_which_reregisters(login):

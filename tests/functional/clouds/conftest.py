@@ -50,7 +50,7 @@ def moto_server(tmp_path_factory):
     """A moto server on a free loopback port, killed (by its own PID) at the end."""
     binary = VENV / "bin" / "moto_server"
     if not binary.exists():
-        pytest.skip("moto[server] is not installed in .venv")
+        pytest.skip("moto not installed: no moto_server in .venv (moto[server] of requirements/dev.txt)")
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
