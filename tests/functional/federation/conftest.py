@@ -371,6 +371,7 @@ SPLEEN_VARIANTS = {
         "admin_spleen_bundle_dir": "/srv/bundles/spleen_ct_segmentation",
         "admin_spleen_intensity_range": [-100, 200],
         "admin_spleen_job_name": "spleen_run_2",
+        "admin_spleen_seed": 7,
     },
 }
 

@@ -14,17 +14,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "roles/admin/files/jobs/spleen_ct_segmentation/app/custom/spleen_train.py"
+NETWORK = SCRIPT.with_name("spleen_network.py")
 TEMPLATES = ROOT / "roles/admin/templates/jobs/spleen_ct_segmentation"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="module")
 def train():
     pytest.importorskip("monai")
     pytest.importorskip("nibabel")
-    spec = importlib.util.spec_from_file_location("spleen_train", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("spleen_train", SCRIPT)
+
+
+@pytest.fixture(scope="module")
+def network():
+    pytest.importorskip("monai")
+    return _load("spleen_network", NETWORK)
 
 
 def _configs(job: Path):
@@ -42,6 +53,11 @@ def _script_args(client: dict) -> str:
     return client["executors"][0]["executor"]["args"]["task_script_args"]
 
 
+def args_seed(client: dict) -> int:
+    words = _script_args(client).split()
+    return int(words[words.index("--seed") + 1])
+
+
 def test_templates_mirror_the_job_layout():
     rendered = sorted(str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*.j2"))
     assert rendered == [
@@ -56,14 +72,15 @@ def test_templates_mirror_the_job_layout():
     "mode, channels, res_units, rounds",
     [("synthetic", [8, 16, 32, 64], 1, 2), ("bundle", [16, 32, 64, 128, 256], 2, 10)],
 )
-def test_rendered_job_agrees_between_server_and_client(train, spleen_jobs, mode, channels, res_units, rounds):
+def test_rendered_job_agrees_between_server_and_client(train, network, spleen_jobs, mode, channels, res_units, rounds):
     meta, server, client = _configs(spleen_jobs[mode])
     assert meta["name"] == "spleen_ct_segmentation" and meta["min_clients"] == 2
     assert meta["custom_props"]["data_mode"] == mode
     fedavg = server["workflows"][0]["args"]
     assert fedavg == {"num_clients": 2, "num_rounds": rounds, "aggregation_weights": {}}
     net = _component(server, "persistor")["args"]["model"]
-    assert net["path"] == "monai.networks.nets.UNet"
+    assert net["path"] == "spleen_network.SeededUNet"
+    assert net["args"]["seed"] == 0 and args_seed(client) == 0
     assert net["args"]["channels"] == channels
     assert net["args"]["strides"] == [2] * (len(channels) - 1)
     assert net["args"]["num_res_units"] == res_units
@@ -72,9 +89,18 @@ def test_rendered_job_agrees_between_server_and_client(train, spleen_jobs, mode,
     assert args.data_mode == mode
     assert list(args.channels) == channels and args.num_res_units == res_units
     # The network the clients build loads the server's initial weights.
-    from monai.networks.nets import UNet
+    train.build_network(args).load_state_dict(network.SeededUNet(**net["args"]).state_dict())
 
-    train.build_network(args).load_state_dict(UNet(**net["args"]).state_dict())
+
+def test_initial_model_is_the_same_for_a_seed_and_leaves_the_random_state_alone(network):
+    import torch
+
+    kwargs = dict(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), num_res_units=0)
+    state = torch.random.get_rng_state()
+    first, again, other = (network.SeededUNet(seed=s, **kwargs).state_dict() for s in (0, 0, 1))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
 
 
 def test_overrides_reach_both_sides(train, spleen_jobs):
@@ -89,6 +115,7 @@ def test_overrides_reach_both_sides(train, spleen_jobs):
     assert args.num_res_units == 0 and args.num_workers == 0  # 0 is a value, not "use the default"
     assert args.bundle_dir == "/srv/bundles/spleen_ct_segmentation"
     assert args.intensity_range == (-100.0, 200.0)
+    assert _component(server, "persistor")["args"]["model"]["args"]["seed"] == 7 and args.seed == 7
 
 
 def test_synthetic_data_is_seeded_by_site(train, tmp_path):
