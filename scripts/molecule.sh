@@ -66,19 +66,6 @@ print(" ".join((conf.get("scenario") or {}).get("test_sequence") or default))
 PY
 }
 
-sum_counts() {
-  python - "$1" <<'PY'
-import json, sys
-total = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "not_applicable": 0}
-try:
-    for line in open(sys.argv[1]):
-        for key, value in json.loads(line).items():
-            total[key] = total.get(key, 0) + value
-except FileNotFoundError:
-    pass
-print(total["passed"], total["failed"] + total["errors"], total["skipped"], total["not_applicable"])
-PY
-}
 
 # Run one scenario's sequence step by step (the same steps `molecule test` runs), so that each
 # step's seconds and the step that failed are known. After a failure only the cleanup and
@@ -107,7 +94,7 @@ run_scenario() {
     fi
   done
   local passed failed skipped na result
-  read -r passed failed skipped na < <(sum_counts "$counts")
+  read -r passed failed skipped na < <("$ROOT/scripts/test_counts.py" fields "$counts")
   if [ -n "${NVFLARE_TEST_REPORT_DIR:-}" ]; then
     cat "$counts" >> "$NVFLARE_TEST_REPORT_DIR/molecule-counts.jsonl"
   fi

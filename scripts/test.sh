@@ -17,26 +17,6 @@ export NVFLARE_TEST_REPORT_DIR="$ROOT/tests/output/report"
 rm -rf "$NVFLARE_TEST_REPORT_DIR"
 mkdir -p "$NVFLARE_TEST_REPORT_DIR"
 
-# "P passed F failed S skipped (N n/a)" from the counts files given, or "" when there are none.
-counts() {
-  python3 - "$@" <<'PY'
-import json, sys
-total = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "not_applicable": 0}
-found = False
-for path in sys.argv[1:]:
-    try:
-        for line in open(path):
-            found = True
-            for key, value in json.loads(line).items():
-                total[key] = total.get(key, 0) + value
-    except FileNotFoundError:
-        pass
-if found:
-    print(f"{total['passed']:4d} passed {total['failed'] + total['errors']:3d} failed "
-          f"{total['skipped']:3d} skipped ({total['not_applicable']} n/a)")
-PY
-}
-
 layer() {
   local name=$1; shift
   local t0=$SECONDS rc=0 slug
@@ -46,9 +26,9 @@ layer() {
   names+=("$name"); secs+=($((SECONDS - t0)))
   if [ "$rc" -eq 0 ]; then results+=("ok"); else results+=("FAILED ($rc)"); failed=1; fi
   if [ "$name" = molecule ]; then
-    tests+=("$(counts "$NVFLARE_TEST_REPORT_DIR/molecule-counts.jsonl")")
+    tests+=("$(scripts/test_counts.py row "$NVFLARE_TEST_REPORT_DIR/molecule-counts.jsonl")")
   else
-    tests+=("$(counts "$NVFLARE_TEST_REPORT_DIR/$slug.jsonl")")
+    tests+=("$(scripts/test_counts.py row "$NVFLARE_TEST_REPORT_DIR/$slug.jsonl")")
   fi
   return 0
 }
@@ -89,15 +69,7 @@ layer "molecule"              scripts/molecule.sh
 trap - EXIT
 summary
 # One closing line over every layer's tests.
-python3 - "$NVFLARE_TEST_REPORT_DIR" <<'PY'
-import json, pathlib, sys
-total = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-for path in pathlib.Path(sys.argv[1]).glob("*.jsonl"):
-    for line in path.read_text().splitlines():
-        for key in total:
-            total[key] += json.loads(line).get(key, 0)
-print(f"tests: {total['passed']} passed, {total['failed'] + total['errors']} failed, {total['skipped']} skipped")
-PY
+scripts/test_counts.py closing "$NVFLARE_TEST_REPORT_DIR"
 if [ "$failed" -ne 0 ]; then
   echo "make test: FAILED (see the layers above)" >&2
   exit 1
