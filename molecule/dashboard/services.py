@@ -4,6 +4,11 @@ pebble (Let's Encrypt's test ACME server) and moto's server (Route53) listen on 
 docker bridge gateway address, on ports the kernel picked, so that the test hosts on the internal
 network reach them and nothing outside does. Nothing here talks to a real ACME or AWS endpoint.
 
+Two pebbles: the scenario's, which rejects pebble's default share of good nonces (5 %, a fault
+the converge must survive, as with Let's Encrypt), and a noisy one that rejects half of them
+(PEBBLE_WFE_NONCEREJECT=50), for the verifier's issuance and renewal under heavy badNonce load.
+Both use the same listener certificate; each has its own ports, roots and log.
+
     services.py start NETWORK STATE_DIR   start both, create the hosted zone, write services.json
     services.py stop STATE_DIR            stop what `start` started (by the process groups it saved)
 """
@@ -33,10 +38,16 @@ BIN = Path(sys.executable).parent
 PEBBLE = "/usr/bin/pebble"
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+def _free_ports(address: str, count: int) -> list[int]:
+    """`count` distinct ports the kernel picked (all held open until each one is picked)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind((address, 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _gateway(network: str) -> str:
@@ -114,20 +125,20 @@ def _wait(check, what: str, timeout: float = 60) -> None:
             time.sleep(0.3)
 
 
-def start(network: str, state: Path) -> dict:
-    stop(state)  # what an interrupted run left behind
-    state.mkdir(parents=True, exist_ok=True)
-    address = _gateway(network)
-    ca_path, cert_path, key_path = _listener_tls(state, address)
-    acme_port, mgmt_port, moto_port = (_free_port(address) for _ in range(3))
-    (state / "pebble.json").write_text(
+def _pebble(
+    state: Path, name: str, address: str, ports: list[int], tls: tuple[Path, Path], env: dict
+) -> tuple[dict, int]:
+    """Start one pebble on `address`, `ports` its ACME and management ports: (its URLs, its pid)."""
+    acme_port, mgmt_port = ports
+    config = state / f"{name}.json"
+    config.write_text(
         json.dumps(
             {
                 "pebble": {
                     "listenAddress": f"{address}:{acme_port}",
                     "managementListenAddress": f"{address}:{mgmt_port}",
-                    "certificate": str(cert_path),
-                    "privateKey": str(key_path),
+                    "certificate": str(tls[0]),
+                    "privateKey": str(tls[1]),
                     "httpPort": 5002,
                     "tlsPort": 5001,
                     "ocspResponderURL": "",
@@ -136,25 +147,44 @@ def start(network: str, state: Path) -> dict:
             }
         )
     )
+    # The DNS-01 challenge is recorded by moto (TXT records in Route53); pebble itself does not
+    # query DNS here (PEBBLE_VA_ALWAYS_VALID), so nothing needs a resolver for the test zone.
+    pid = _spawn(
+        [PEBBLE, "-config", str(config)],
+        state / f"{name}.log",
+        {"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", **env},
+    )
+    urls = {"directory": f"https://{address}:{acme_port}/dir", "management": f"https://{address}:{mgmt_port}"}
+    return urls, pid
+
+
+def start(network: str, state: Path) -> dict:
+    stop(state)  # what an interrupted run left behind
+    state.mkdir(parents=True, exist_ok=True)
+    address = _gateway(network)
+    ca_path, cert_path, key_path = _listener_tls(state, address)
+    moto_port, *pebble_ports = _free_ports(address, 5)
     info = {
         "address": address,
-        "acme_directory": f"https://{address}:{acme_port}/dir",
-        "pebble_management": f"https://{address}:{mgmt_port}",
         "pebble_listener_ca": str(ca_path),
         "route53_endpoint": f"http://{address}:{moto_port}",
         "zone": ZONE,
         "recording": str(state / "moto-recording.jsonl"),
         "pids": [],
     }
-    # The DNS-01 challenge is recorded by moto (TXT records in Route53); pebble itself does not
-    # query DNS here (PEBBLE_VA_ALWAYS_VALID), so nothing needs a resolver for the test zone.
-    info["pids"].append(
-        _spawn(
-            [PEBBLE, "-config", str(state / "pebble.json")],
-            state / "pebble.log",
-            {"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1"},
-        )
+    # pebble's default nonce rejection (5 %) stays on for the scenario's own certificate.
+    main, pid = _pebble(state, "pebble", address, pebble_ports[:2], (cert_path, key_path), {})
+    info.update(acme_directory=main["directory"], pebble_management=main["management"])
+    info["pids"].append(pid)
+    noisy, pid = _pebble(
+        state, "pebble-noisy", address, pebble_ports[2:], (cert_path, key_path), {"PEBBLE_WFE_NONCEREJECT": "50"}
     )
+    info.update(
+        acme_directory_noisy=noisy["directory"],
+        pebble_management_noisy=noisy["management"],
+        pebble_log_noisy=str(state / "pebble-noisy.log"),
+    )
+    info["pids"].append(pid)
     info["pids"].append(
         _spawn(
             [str(BIN / "moto_server"), "-H", address, "-p", str(moto_port)],
@@ -165,11 +195,15 @@ def start(network: str, state: Path) -> dict:
     (state / "services.json").write_text(json.dumps(info, indent=2))
 
     ctx = ssl.create_default_context(cafile=str(ca_path))
-    _wait(lambda: urllib.request.urlopen(info["acme_directory"], context=ctx, timeout=5).read(), "pebble")
+    for suffix in ("", "_noisy"):
+        directory = info["acme_directory" + suffix]
+        _wait(lambda url=directory: urllib.request.urlopen(url, context=ctx, timeout=5).read(), "pebble" + suffix)
     _wait(lambda: urllib.request.urlopen(info["route53_endpoint"] + "/moto-api/", timeout=5).read(), "moto")
-    root = urllib.request.urlopen(info["pebble_management"] + "/roots/0", context=ctx, timeout=10).read()
-    (state / "pebble-root.pem").write_bytes(root)
-    info["pebble_root"] = str(state / "pebble-root.pem")
+    for suffix in ("", "_noisy"):
+        root = urllib.request.urlopen(info["pebble_management" + suffix] + "/roots/0", context=ctx, timeout=10).read()
+        path = state / f"pebble-root{suffix.replace('_', '-')}.pem"
+        path.write_bytes(root)
+        info["pebble_root" + suffix] = str(path)
 
     import boto3  # the controller's, from moto's requirements
 

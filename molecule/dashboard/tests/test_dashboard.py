@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 HOST = "dash-dashboard"
 FQDN = "dashboard.nvflare.test"
@@ -202,7 +203,7 @@ def test_browser_logs_in_and_sees_the_sites():
 # -- secrets ---------------------------------------------------------------------------------
 
 
-def _playbook(*args, timeout=600):
+def _playbook(*args, timeout=600, env=None):
     inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     return subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "dashboard.yml"), *args],
@@ -210,6 +211,7 @@ def _playbook(*args, timeout=600):
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -243,6 +245,144 @@ def test_placeholder_secret_is_refused():
     assert proc.returncode != 0
     assert "must be real secrets" in " ".join((proc.stdout + proc.stderr).split())
     assert sh(f"systemctl is-active {UNIT}") == "active"
+
+
+# -- ACME under heavy badNonce load ----------------------------------------------------------
+# The role's certificate tasks and its renewal wrapper against the noisy pebble, which rejects
+# half of the good nonces: under another certificate name, name and deploy paths, with no
+# service to reload, so that the scenario's certificate, units and later checks are untouched.
+
+NOISY_NAME = "noisy-acme"
+NOISY_FQDN = "noisy.nvflare.test"
+NOISY_DEPLOY = "/etc/nvflare-noisy-acme"
+NOISY_VARS = {
+    "tls_certbot_acme_directory": SERVICES["acme_directory_noisy"],
+    "tls_certbot_fqdn": NOISY_FQDN,
+    "tls_certbot_extra_domains": [],
+    "tls_certbot_cert_name": NOISY_NAME,
+    "tls_certbot_deploy_cert_path": f"{NOISY_DEPLOY}/fullchain.pem",
+    "tls_certbot_deploy_key_path": f"{NOISY_DEPLOY}/privkey.pem",
+    "tls_certbot_deploy_owner": "root",
+    "tls_certbot_deploy_group": "root",
+    "tls_certbot_reload_services": [],
+}
+# The scenario's own files, which the noisy run must leave as they are.
+UNTOUCHED = (
+    "/etc/systemd/system/nvflare-certbot-renew.service /usr/local/sbin/nvflare-certbot "
+    f"/etc/letsencrypt/renewal/{FQDN}.conf /etc/letsencrypt/live/{FQDN}/cert.pem "
+    "/etc/nvflare-dashboard/tls/fullchain.pem"
+)
+
+
+def on_host(command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", "exec", HOST, "bash", "-c", command], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def chains_to(chain_pem: str, root_pem: bytes) -> bool:
+    """Whether each certificate of `chain_pem` is signed by the next one, and the last by the root."""
+    certs = x509.load_pem_x509_certificates(chain_pem.encode()) + [x509.load_pem_x509_certificate(root_pem)]
+    try:
+        for child, parent in zip(certs, certs[1:], strict=False):
+            child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def bad_nonces(lines: list[str]) -> int:
+    """The badNonce answers the wrapper's runs reported ("nvflare-certbot: N badNonce answer(s)")."""
+    return sum(int(m.group(1)) for line in lines if (m := re.match(r"nvflare-certbot: (\d+) badNonce answer", line)))
+
+
+def retried_runs(lines: list[str]) -> int:
+    """The certbot runs the wrapper started again ("nvflare-certbot: attempt N of M failed")."""
+    return sum(1 for line in lines if re.match(r"nvflare-certbot: attempt \d+ of \d+ failed", line))
+
+
+def task_result(report: dict, name: str) -> dict:
+    """The dashboard host's result of the task `name` in the json callback's report."""
+    results = [
+        task["hosts"][HOST]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"].rsplit(" : ", 1)[-1] == name  # "<role> : <name>"
+    ]
+    assert len(results) == 1, [task["task"]["name"] for play in report["plays"] for task in play["tasks"]]
+    return results[0]
+
+
+def test_certificate_and_renewal_through_heavy_nonce_rejection():
+    noisy_root = Path(SERVICES["pebble_root_noisy"]).read_bytes()
+    main_root = Path(SERVICES["pebble_root"]).read_bytes()
+    log = Path(SERVICES["pebble_log_noisy"])
+    assert "Configured to reject 50% of good nonces" in log.read_text()
+    log_start = log.stat().st_size
+    before = sh(f"sha256sum {UNTOUCHED}")
+    served = served_certificate().serial_number
+    live = f"/etc/letsencrypt/live/{NOISY_NAME}"
+    figures = {}
+    try:
+        # The first issuance, through the role (its certificate tasks only).
+        started = time.monotonic()
+        proc = _playbook(
+            "--tags",
+            "tls_certbot_certificate",
+            "-e",
+            json.dumps(NOISY_VARS),
+            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        )
+        figures["issuance_s"] = round(time.monotonic() - started, 1)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        certonly = task_result(json.loads(proc.stdout), "Obtain the certificate with a DNS-01 challenge in Route53")
+        assert certonly["rc"] == 0 and certonly["changed"], certonly
+        issue_lines = certonly["stderr_lines"]
+        first = sh(f"cat {live}/fullchain.pem")
+        cert = x509.load_pem_x509_certificate(first.encode())
+        assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        ) == [NOISY_FQDN]
+        assert chains_to(first, noisy_root)
+        assert not chains_to(first, main_root)  # really from the noisy pebble
+        assert sh(f"cat {NOISY_DEPLOY}/fullchain.pem") == first  # the role's deploy hook ran
+
+        # The renewal path: the wrapper the timer's unit runs, forced, for this certificate only.
+        started = time.monotonic()
+        renew = on_host(
+            "/usr/local/sbin/nvflare-certbot renew --force-renewal --non-interactive --no-random-sleep-on-renew "
+            f"--cert-name {NOISY_NAME} --server {SERVICES['acme_directory_noisy']}"
+        )
+        figures["renewal_s"] = round(time.monotonic() - started, 1)
+        assert renew.returncode == 0, (renew.stdout + renew.stderr)[-4000:]
+        renew_lines = renew.stderr.splitlines()
+        second = sh(f"cat {live}/fullchain.pem")
+        renewed = x509.load_pem_x509_certificate(second.encode())
+        assert renewed.serial_number != cert.serial_number
+        assert chains_to(second, noisy_root)
+        assert sh(f"cat {NOISY_DEPLOY}/fullchain.pem") == second
+
+        # Not vacuous: pebble did reject nonces, and certbot got through them. Each rejection
+        # costs the client a fresh nonce from newNonce (an error answer's nonce is not kept).
+        figures["bad_nonces_issuance"] = bad_nonces(issue_lines)
+        figures["bad_nonces_renewal"] = bad_nonces(renew_lines)
+        figures["certbot_runs_retried"] = retried_runs(issue_lines) + retried_runs(renew_lines)
+        with log.open("rb") as handle:
+            handle.seek(log_start)
+            figures["pebble_new_nonce_requests"] = handle.read().decode(errors="replace").count("HEAD /nonce-plz")
+        assert figures["bad_nonces_issuance"] + figures["bad_nonces_renewal"] > 0, figures
+        assert figures["pebble_new_nonce_requests"] >= figures["bad_nonces_issuance"] + figures["bad_nonces_renewal"]
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "acme-noise.json").write_text(json.dumps(figures, indent=2))
+        print("heavy nonce rejection:", json.dumps(figures))
+        on_host(
+            f"/usr/local/sbin/nvflare-certbot delete --non-interactive --cert-name {NOISY_NAME}; "
+            f"rm -rf {NOISY_DEPLOY} /etc/nvflare-certbot/deploy-hook-{NOISY_NAME}.sh"
+        )
+    assert sh(f"test ! -e {live} && echo gone") == "gone"
+    assert sh(f"sha256sum {UNTOUCHED}") == before
+    assert served_certificate().serial_number == served
 
 
 # -- renewal, crash, reboot ------------------------------------------------------------------
