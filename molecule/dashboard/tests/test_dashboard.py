@@ -385,6 +385,32 @@ def test_certificate_and_renewal_through_heavy_nonce_rejection():
     assert served_certificate().serial_number == served
 
 
+def test_a_permanent_acme_failure_fails_at_once_with_certbots_reason():
+    """A name in no Route53 zone: certbot runs once, and the task's message is its reason, in one line."""
+    name = "refused-acme"
+    try:
+        proc = _playbook(
+            "--tags",
+            "tls_certbot_certificate",
+            "-e",
+            json.dumps({**NOISY_VARS, "tls_certbot_fqdn": "x.unknown-zone.test", "tls_certbot_cert_name": name}),
+            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        )
+        assert proc.returncode != 0, (proc.stdout + proc.stderr)[-4000:]
+        report = json.loads(proc.stdout)
+        certonly = task_result(report, "Obtain the certificate with a DNS-01 challenge in Route53")
+        failure = task_result(report, "Fail with certbot's reason")
+    finally:
+        on_host(f"rm -rf {NOISY_DEPLOY} /etc/nvflare-certbot/deploy-hook-{name}.sh")
+    assert certonly["rc"] != 0
+    assert retried_runs(certonly["stderr_lines"]) == 0
+    assert failure["failed"]
+    assert failure["msg"] == (
+        "certbot failed (permanent, no hosted zone): "
+        "Unable to find a Route53 hosted zone for _acme-challenge.x.unknown-zone.test"
+    )
+
+
 # -- renewal, crash, reboot ------------------------------------------------------------------
 
 
