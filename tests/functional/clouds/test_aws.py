@@ -37,7 +37,7 @@ ALPHA_HOSTS = [
 # moto files elastic-IP tags under resource type "vpc-elastic-ip", so amazon.aws.ec2_eip's
 # tag check (resource-type=elastic-ip) finds none and writes the same tags again.
 MOTO_ALWAYS_CHANGED = {"Converge an elastic IP for the server and the dashboard"}
-# NOTES.md reports ec2_vpc_route_table as always changed against moto; with lookup: tag and
+# ec2_vpc_route_table has been seen to report changed on every run against moto; with lookup: tag and
 # moto 5.2.5 it was not (3 runs), so it is not tolerated here.
 
 
