@@ -7,8 +7,9 @@ summary holds the final global model's Dice on every site.
 
 The margin comes from measured runs of the synthetic job (2 rounds, 2 sites, seed 0, CPU):
 initial Dice 0.03-0.07, final 0.75-0.79, a gain of 0.69-0.74 on each site of the default and
-slurm scenarios, the same to the fourth decimal in every run; docs/testing.md lists them. A federation that does not learn (a broken aggregation, weights that do not
-reach the sites, a model that is not trained) stays near its initial Dice and fails here.
+slurm scenarios, the same to the fourth decimal in every run; docs/testing.md lists them.
+A federation that does not learn (a broken aggregation, weights that do not reach the sites,
+a model that is not trained) stays near its initial Dice and fails here.
 """
 
 from __future__ import annotations
