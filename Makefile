@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SCENARIO ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo demo-stop test lint sanity build unit functional molecule \
+.PHONY: help bootstrap demo demo-stop test lint sanity build galaxy-importer unit functional molecule \
         wheelhouse image docker-start docker-stop clean
 
 help: ## Show the targets
@@ -32,6 +32,9 @@ sanity: bootstrap ## ansible-test sanity on the collection
 
 build: bootstrap ## Build the collection tarball and check that it installs
 	@scripts/build.sh
+
+galaxy-importer: bootstrap ## Galaxy's import checks (galaxy-importer) on the built tarball
+	@scripts/galaxy-importer.sh
 
 unit: bootstrap ## Unit tests (pytest tests/unit)
 	@scripts/pytest.sh tests/unit $(PYTEST_ARGS)
