@@ -6,19 +6,16 @@ Python program there with the admin kit, through the service virtualenv.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "nvflare_test_learning", Path(__file__).resolve().parents[3] / "tests" / "helpers" / "learning.py"
-)
-learning = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(learning)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.helpers import learning  # noqa: E402  (the repository root, as the dashboard verifier does)
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"

@@ -7,20 +7,20 @@ program there through the service virtualenv.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location("nvflare_test_learning", ROOT / "tests" / "helpers" / "learning.py")
-learning = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(learning)
+sys.path.insert(0, str(ROOT))
+from tests.helpers import learning  # noqa: E402  (the repository root, as the dashboard verifier does)
+
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
 ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
