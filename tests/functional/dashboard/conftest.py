@@ -7,7 +7,6 @@ read directly (Dashboard.api) to check what the modules did, independently of th
 from __future__ import annotations
 
 import datetime
-import importlib
 import ipaddress
 import json
 import os
@@ -22,11 +21,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.helpers.modules import run_module as _run_module
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 API = "/nvflare-dashboard/api/v1"
@@ -287,38 +287,13 @@ def _no_proxy_for_loopback():
 # -- running modules ---------------------------------------------------------------------------
 
 
-class ModuleResult(dict):
-    """The JSON a module printed, plus whether it failed."""
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.get("failed"))
-
-
 @pytest.fixture
-def run_module(capsys):
-    """Run federated.nvflare.<name> in-process with ARGS and return its JSON result.
+def run_module():
+    """federated.nvflare.<name> run in-process (tests/helpers/modules.py), its raw JSON checked
+    for every known secret (SECRETS, plus those passed in SECRETS=) and for Ansible's no_log mask."""
 
-    Same as tests/unit's fixture, plus: the raw JSON is checked for every known secret (SECRETS,
-    and those passed in SECRETS=) and for Ansible's no_log mask.
-    """
-
-    def _run(name: str, args: dict, check_mode: bool = False, diff: bool = False, secrets=()) -> ModuleResult:
-        mod = importlib.import_module("ansible_collections.federated.nvflare.plugins.modules." + name)
-        full = dict(args)
-        full["_ansible_check_mode"] = check_mode
-        full["_ansible_diff"] = diff
-        full.setdefault("_ansible_remote_tmp", "/tmp")
-        full.setdefault("_ansible_keep_remote_files", False)
-        with patch_module_args(full):
-            with pytest.raises(SystemExit):
-                mod.main()
-        out = capsys.readouterr().out.strip().splitlines()[-1]
-        for secret in list(SECRETS) + list(secrets):
-            assert secret not in out, f"a secret leaked into the result of {name}"
-        # Ansible masks no_log values it finds in a result: a mask means the module tried to return one.
-        assert "********" not in out, f"{name} put a no_log value into its result: {out}"
-        return ModuleResult(json.loads(out))
+    def _run(name: str, args: dict, check_mode: bool = False, diff: bool = False, secrets=()):
+        return _run_module(name, args, check_mode=check_mode, diff=diff, secrets=list(SECRETS) + list(secrets))
 
     return _run
 

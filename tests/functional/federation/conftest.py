@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.modules import ModuleResult
+from tests.helpers.modules import run_module as _run_module
+
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "python").exists() else Path(sys.executable).parent
@@ -55,44 +58,11 @@ def base_env() -> dict:
     return env
 
 
-class ModuleRun(dict):
-    """A module's JSON result plus the process facts."""
-
-    rc: int = 0
-    wall: float = 0.0
-    stderr: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.get("failed"))
-
-
 def run_module(name: str, args: dict, workdir: Path, check_mode: bool = False, timeout: float = MODULE_TIMEOUT):
-    """Run federated.nvflare.NAME with ARGS in a fresh Python process and return its result."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    payload = dict(args)
-    payload["_ansible_check_mode"] = check_mode
-    args_file = workdir / f"args-{name}-{time.monotonic_ns()}.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    env = base_env()
-    env["PYTHONPATH"] = str(COLLECTIONS)
-    started = time.monotonic()
-    proc = subprocess.run(
-        [PYTHON, "-m", f"ansible_collections.federated.nvflare.plugins.modules.{name}", str(args_file)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    """Run federated.nvflare.NAME with ARGS in a fresh Python process (tests/helpers/modules.py)."""
+    return _run_module(
+        name, args, check_mode=check_mode, process=True, workdir=workdir, env=base_env(), timeout=timeout
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"module {name} printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    result = ModuleRun(json.loads(lines[-1]))
-    result.rc = proc.returncode
-    result.wall = time.monotonic() - started
-    result.stderr = proc.stderr
-    return result
 
 
 def render_spleen_jobs(jobs: dict, workdir: Path) -> dict:
@@ -327,7 +297,7 @@ def modules_dir(tmp_path_factory) -> Path:
 def module(federation, modules_dir):
     """run(name, args, check_mode=False): a module against the federation's admin kit."""
 
-    def _run(name: str, args: dict, check_mode: bool = False, timeout: float = MODULE_TIMEOUT) -> ModuleRun:
+    def _run(name: str, args: dict, check_mode: bool = False, timeout: float = MODULE_TIMEOUT) -> ModuleResult:
         full = {"admin_kit": str(federation.admin_kit)}
         full.update(args)
         return run_module(name, full, modules_dir, check_mode=check_mode, timeout=timeout)
@@ -339,7 +309,7 @@ def module(federation, modules_dir):
 def raw_module(modules_dir):
     """run(name, args, check_mode=False): a module with exactly ARGS (no admin kit added)."""
 
-    def _run(name: str, args: dict, check_mode: bool = False, timeout: float = MODULE_TIMEOUT) -> ModuleRun:
+    def _run(name: str, args: dict, check_mode: bool = False, timeout: float = MODULE_TIMEOUT) -> ModuleResult:
         return run_module(name, args, modules_dir, check_mode=check_mode, timeout=timeout)
 
     return _run
