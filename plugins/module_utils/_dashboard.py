@@ -13,14 +13,8 @@ host Ansible targets without extra Python packages.
 
 from __future__ import annotations
 
-import base64
-import datetime
-import hashlib
-import io
 import json
 import ssl
-import zipfile
-import zlib
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -50,23 +44,39 @@ def is_approved(record: dict) -> bool:
     return int(record.get("approval_state") or 0) >= APPROVED
 
 
+class DashboardError(Exception):
+    """A failure to report with fail_json: MSG says what to fix, RESULT holds extra result fields."""
+
+    def __init__(self, msg: str, **result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+def _first(records: list[dict], key: str, value: str) -> dict | None:
+    return next((record for record in records if record.get(key) == value), None)
+
+
 class DashboardClient:
     """One logged-in session against the dashboard's REST API.
 
-    Every failure ends the module through fail_json with a message that says what to fix;
-    callers only deal with successful answers.
+    Every failure raises DashboardError with a message that says what to fix; callers only deal
+    with successful answers and turn the error into fail_json at the top of the module.
+    With raise_errors=False (the default, for callers that do not catch DashboardError yet) a
+    failure ends the module through fail_json instead.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, raise_errors: bool = False):
         self.module = module
+        self.raise_errors = raise_errors
         params = module.params
         base = params["url"].rstrip("/")
         if base.endswith("/nvflare-dashboard"):
             base = base[: -len("/nvflare-dashboard")]
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            module.fail_json(
-                msg=f"cannot use url {params['url']!r} for the NVFlare dashboard: it must be an http(s) URL such as "
+            self.fail(
+                f"cannot use url {params['url']!r} for the NVFlare dashboard: it must be an http(s) URL such as "
                 "https://dashboard.example.org"
             )
         self.base = base
@@ -80,8 +90,10 @@ class DashboardClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def fail(self, msg: str, **kwargs):
-        self.module.fail_json(msg=msg, **kwargs)
+    def fail(self, msg: str, **result):
+        if not self.raise_errors:
+            self.module.fail_json(msg=msg, **result)
+        raise DashboardError(msg, **result)
 
     def _open(self, method: str, path: str, data=None, auth: bool = True):
         """Send one request; return (status, body bytes, content type). HTTP errors are returned."""
@@ -108,31 +120,38 @@ class DashboardClient:
             )
             return resp.getcode(), resp.read(), resp.headers.get("Content-Type", "")
         except HTTPError as e:
-            try:
-                content = e.read()
-            except Exception:
-                content = b""
-            ctype = e.headers.get("Content-Type", "") if e.headers else ""
-            if 300 <= e.code < 400:
-                where = e.headers.get("Location", "?") if e.headers else "?"
-                self.fail(
-                    f"NVFlare dashboard at {self.base} answered HTTP {e.code} with a redirect to {where}: "
-                    "set url to the address the dashboard is served from"
-                )
-            return e.code, content, ctype
+            return self._http_error(e)
         except (TimeoutError, URLError, ssl.SSLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            text = str(reason)
-            if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(reason, ssl.SSLCertVerificationError):
-                self.fail(
-                    f"cannot connect to the NVFlare dashboard at {self.base}: its TLS certificate is not trusted "
-                    f"({text}). Set ca_path to the CA certificate that signed it (validate_certs=false only for "
-                    "throwaway tests)"
-                )
+            self._connection_error(e)
+
+    def _http_error(self, e: HTTPError):
+        """(status, body bytes, content type) of an HTTP error answer; a redirect is a failure."""
+        try:
+            content = e.read()
+        except Exception:
+            content = b""
+        ctype = e.headers.get("Content-Type", "") if e.headers else ""
+        if 300 <= e.code < 400:
+            where = e.headers.get("Location", "?") if e.headers else "?"
             self.fail(
-                f"cannot connect to the NVFlare dashboard at {self.base}: {text}. "
-                "Check url and that the dashboard is running"
+                f"NVFlare dashboard at {self.base} answered HTTP {e.code} with a redirect to {where}: "
+                "set url to the address the dashboard is served from"
             )
+        return e.code, content, ctype
+
+    def _connection_error(self, e: OSError):
+        reason = getattr(e, "reason", e)
+        text = str(reason)
+        if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(reason, ssl.SSLCertVerificationError):
+            self.fail(
+                f"cannot connect to the NVFlare dashboard at {self.base}: its TLS certificate is not trusted "
+                f"({text}). Set ca_path to the CA certificate that signed it (validate_certs=false only for "
+                "throwaway tests)"
+            )
+        self.fail(
+            f"cannot connect to the NVFlare dashboard at {self.base}: {text}. "
+            "Check url and that the dashboard is running"
+        )
 
     @staticmethod
     def _json(content: bytes) -> dict:
@@ -174,7 +193,7 @@ class DashboardClient:
         return f"cannot {what}: the dashboard answered HTTP {status} ({answer or 'no status'})"
 
     def call(self, method: str, path: str, what: str, data=None, conflict: str | None = None, raw: bool = False):
-        """Authenticated request; fails the module with an explanation unless the answer is 200/201."""
+        """Authenticated request; fails with an explanation unless the answer is 200/201."""
         status, content, ctype = self._open(method, path, data)
         if status == 401:
             # The JWT lives 30 minutes; a long play may outlive it. Log in once more.
@@ -225,114 +244,10 @@ class DashboardClient:
         return self.call("GET", "/users", "list the users").get("user_list") or []
 
     def find_user(self, email: str) -> dict | None:
-        for user in self.users():
-            if user.get("email") == email:
-                return user
-        return None
+        return _first(self.users(), "email", email)
 
     def sites(self) -> list[dict]:
         return self.call("GET", "/clients", "list the sites").get("client_list") or []
 
     def find_site(self, name: str) -> dict | None:
-        for site in self.sites():
-            if site.get("name") == name:
-                return site
-        return None
-
-
-# -- kit content comparison (the dashboard makes a new key and certificate on every download) --
-
-
-def _der_header(data: bytes, pos: int):
-    """(tag, content start, content end) of the DER element at POS."""
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    end = pos + length
-    if end > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, end
-
-
-def _der_children(data: bytes, start: int, end: int) -> list:
-    out = []
-    pos = start
-    while pos < end:
-        tag, cstart, cend = _der_header(data, pos)
-        out.append((tag, data[pos:cend], cstart, cend))
-        pos = cend
-    return out
-
-
-def _der_time(tag: int, text: bytes) -> datetime.datetime:
-    value = text.decode("ascii").rstrip("Z")
-    fmt = "%y%m%d%H%M%S" if tag == 0x17 else "%Y%m%d%H%M%S"
-    return datetime.datetime.strptime(value, fmt).replace(tzinfo=datetime.timezone.utc)
-
-
-def cert_identity(pem: bytes):
-    """(issuer, subject, subjectAltName, not_after) of a PEM certificate, parsed with the stdlib only.
-
-    Two certificates with equal issuer, subject and SAN name the same participant under the same
-    CA, whatever their keys and validity dates.
-    """
-    lines = [line.strip() for line in pem.strip().splitlines()]
-    der = base64.b64decode(b"".join(line for line in lines if line and not line.startswith(b"-----")))
-    _tag, cstart, _cend = _der_header(der, 0)
-    _tag, tstart, tend = _der_header(der, cstart)
-    fields = _der_children(der, tstart, tend)
-    if fields[0][0] == 0xA0:  # explicit version
-        fields = fields[1:]
-    issuer, validity, subject = fields[2], fields[3], fields[4]
-    times = _der_children(der, validity[2], validity[3])
-    not_after = _der_time(times[1][0], der[times[1][2] : times[1][3]])
-    san = b""
-    for field in fields[6:]:
-        if field[0] != 0xA3:
-            continue
-        _tag, sstart, send = _der_header(der, field[2])
-        for ext in _der_children(der, sstart, send):
-            parts = _der_children(der, ext[2], ext[3])
-            if parts and parts[0][1] == b"\x06\x03\x55\x1d\x11":
-                san = der[parts[-1][2] : parts[-1][3]]  # the GeneralNames inside the OCTET STRING
-    return issuer[1], subject[1], san, not_after
-
-
-def kit_fingerprint(data: bytes, pin: str) -> dict | None:
-    """Entry name -> what must stay equal for two downloads of one kit to count as the same.
-
-    Private keys are compared by presence only, participant certificates by identity (issuer,
-    subject, SAN) and validity, every other entry byte for byte. None when DATA is not a zip
-    the PIN opens.
-    """
-    now = datetime.datetime.now(datetime.timezone.utc)
-    result = {}
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as kit:
-            for info in kit.infolist():
-                if info.is_dir():
-                    result[info.filename] = "dir"
-                    continue
-                content = kit.read(info, pwd=pin.encode("utf-8"))
-                name = info.filename
-                if name.endswith(".key"):
-                    result[name] = "private key"
-                elif name.endswith(".crt"):
-                    try:
-                        issuer, subject, san, not_after = cert_identity(content)
-                    except (ValueError, IndexError, UnicodeDecodeError):
-                        result[name] = "sha256:" + hashlib.sha256(content).hexdigest()
-                        continue
-                    digest = hashlib.sha256(issuer + subject + san).hexdigest()
-                    result[name] = "certificate:" + digest + (" (expired)" if not_after <= now else "")
-                else:
-                    result[name] = "sha256:" + hashlib.sha256(content).hexdigest()
-    except (zipfile.BadZipFile, zlib.error, RuntimeError, ValueError, OSError, NotImplementedError):
-        # RuntimeError "Bad password" (or, 1 time in 256, a CRC or zlib error): the PIN changed, or the
-        # file is not this kit.
-        return None
-    return result
+        return _first(self.sites(), "name", name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import os
 import stat
 import struct
@@ -85,6 +86,8 @@ ROOT_CA = "startup/rootCA.pem"
 # a zip bomb or a wrong src (a home folder) from filling memory.
 MAX_TOTAL_BYTES = 256 * 1024 * 1024
 MAX_ENTRIES = 10000
+
+_REDO = "download the kit again"
 
 # Files whose content is randomised on every provisioning run although nothing changed
 # (NVFlare signs HE and CC kits with RSA-PSS, which is salted).
@@ -208,18 +211,78 @@ def _finish(label: str, files: dict[str, bytes], dirs: set[str]) -> Kit:
     return Kit(label, files, dirs)
 
 
-def read_zip(path: str, pin: str | None = None, label: str | None = None) -> Kit:
-    """Read a kit zip (plain or ZipCrypto-encrypted as the dashboard makes them).
+def _zip_members(infos: list, label: str) -> tuple[list, set[str]]:
+    """(member, relative path) of every file entry and the folders, after every name and type
+    check; raise KitError on the first unsafe entry."""
+    members: list[tuple[zipfile.ZipInfo, str]] = []
+    dirs: set[str] = set()
+    seen: set[str] = set()
+    for info in infos:
+        if info.filename in ("./", "."):
+            continue  # the archive's own root, as some zip tools write it
+        rel = safe_relpath(info.filename, label)
+        mode = (info.external_attr >> 16) if info.create_system == 3 else 0
+        ftype = stat.S_IFMT(mode)
+        if ftype == stat.S_IFLNK:
+            raise KitError(
+                f"unsafe entry {info.filename!r} in {label}: symbolic link; refusing to extract it: kits hold no links"
+            )
+        if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise KitError(f"unsafe entry {info.filename!r} in {label}: device or special file; refusing to extract it")
+        if rel in seen:
+            raise KitError(f"unsafe entry {info.filename!r} in {label}: the name occurs twice")
+        seen.add(rel)
+        if info.is_dir() or ftype == stat.S_IFDIR:
+            dirs.add(rel)
+        else:
+            members.append((info, rel))
+    return members, dirs
+
+
+def _check_pin(zf: zipfile.ZipFile, members: list, pwd: bytes | None, label: str) -> None:
+    """Raise KitError unless PWD opens every encrypted member.
+
+    Opening a member checks the PIN against its encryption header; a wrong PIN fails this
+    check for each member with probability 255/256, so checking every member before reading
+    any tells a wrong PIN from a corrupted file."""
+    encrypted = [info for info, _rel in members if info.flag_bits & 0x1]
+    if encrypted and not pwd:
+        raise KitError(f"{label} is encrypted: set pin to the PIN the kit was downloaded with")
+    for info in encrypted:
+        try:
+            zf.open(info, pwd=pwd).close()
+        except RuntimeError as e:
+            if "password" in str(e).lower():
+                raise KitError(f"wrong PIN for {label}: give the PIN the kit was downloaded with") from None
+            raise KitError(f"{label} is corrupted ({e}): {_REDO}") from None
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+            raise KitError(f"{label} is corrupted ({e}): {_REDO}") from None
+
+
+def _read_members(zf: zipfile.ZipFile, members: list, pwd: bytes | None, label: str) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for info, rel in members:
+        try:
+            files[rel] = zf.read(info, pwd=pwd if info.flag_bits & 0x1 else None)
+        except NotImplementedError as e:
+            raise KitError(f"{label} uses a zip feature NVFlare kits do not ({e}): {_REDO}") from None
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError, zlib.error) as e:
+            raise KitError(f"{label} is corrupted ({rel}: {e}): {_REDO}") from None
+    return files
+
+
+def read_zip(path, pin: str | None = None, label: str | None = None) -> Kit:
+    """Read a kit zip (plain or ZipCrypto-encrypted as the dashboard makes them) from PATH, a
+    file name or a binary file object.
 
     Every member's name and type are checked before any content is decrypted, then the PIN
     is checked on every encrypted member, then every member is read and CRC-checked.
     """
     label = label or os.path.basename(path)
-    redo = "download the kit again"
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise KitError(f"{label} is not a valid zip file (truncated or corrupted): {redo}") from None
+        raise KitError(f"{label} is not a valid zip file (truncated or corrupted): {_REDO}") from None
     except (OSError, ValueError) as e:
         raise KitError(f"cannot read {label}: {e}") from None
     with zf:
@@ -228,62 +291,20 @@ def read_zip(path: str, pin: str | None = None, label: str | None = None) -> Kit
             raise KitError(f"{label} has {len(infos)} entries, more than a kit ever has ({MAX_ENTRIES})")
         if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
             raise KitError(f"{label} unpacks to more than {MAX_TOTAL_BYTES >> 20} MiB: not a startup kit")
-        members: list[tuple[zipfile.ZipInfo, str]] = []
-        dirs: set[str] = set()
-        seen: set[str] = set()
-        for info in infos:
-            if info.filename in ("./", "."):
-                continue  # the archive's own root, as some zip tools write it
-            rel = safe_relpath(info.filename, label)
-            mode = (info.external_attr >> 16) if info.create_system == 3 else 0
-            ftype = stat.S_IFMT(mode)
-            if ftype == stat.S_IFLNK:
-                raise KitError(
-                    f"unsafe entry {info.filename!r} in {label}: symbolic link; "
-                    "refusing to extract it: kits hold no links"
-                )
-            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise KitError(
-                    f"unsafe entry {info.filename!r} in {label}: device or special file; refusing to extract it"
-                )
-            if rel in seen:
-                raise KitError(f"unsafe entry {info.filename!r} in {label}: the name occurs twice")
-            seen.add(rel)
-            if info.is_dir() or ftype == stat.S_IFDIR:
-                dirs.add(rel)
-            else:
-                members.append((info, rel))
-
-        encrypted = [info for info, _rel in members if info.flag_bits & 0x1]
+        members, dirs = _zip_members(infos, label)
         pwd = pin.encode("utf-8") if pin else None
-        if encrypted and not pwd:
-            raise KitError(f"{label} is encrypted: set pin to the PIN the kit was downloaded with")
-        # Opening a member checks the PIN against its encryption header; a wrong PIN fails
-        # this check for each member with probability 255/256, so checking every member
-        # before reading any tells a wrong PIN from a corrupted file.
-        for info in encrypted:
-            try:
-                zf.open(info, pwd=pwd).close()
-            except RuntimeError as e:
-                if "password" in str(e).lower():
-                    raise KitError(f"wrong PIN for {label}: give the PIN the kit was downloaded with") from None
-                raise KitError(f"{label} is corrupted ({e}): {redo}") from None
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
-                raise KitError(f"{label} is corrupted ({e}): {redo}") from None
-        files: dict[str, bytes] = {}
-        for info, rel in members:
-            try:
-                files[rel] = zf.read(info, pwd=pwd if info.flag_bits & 0x1 else None)
-            except NotImplementedError as e:
-                raise KitError(f"{label} uses a zip feature NVFlare kits do not ({e}): {redo}") from None
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError, zlib.error) as e:
-                raise KitError(f"{label} is corrupted ({rel}: {e}): {redo}") from None
+        _check_pin(zf, members, pwd, label)
+        files = _read_members(zf, members, pwd, label)
     return _finish(label, files, dirs)
 
 
-def read_folder(path: str, label: str | None = None) -> Kit:
-    """Read a kit folder: only regular files and folders, no links, no special files."""
-    label = label or path
+def read_zip_bytes(data: bytes, pin: str | None, label: str) -> Kit:
+    """read_zip for a zip held in memory (a download)."""
+    return read_zip(io.BytesIO(data), pin, label)
+
+
+def _walk_folder(path: str, label: str) -> tuple[dict[str, bytes], set[str]]:
+    """(files, folders) under PATH: only regular files and folders, no links, no special files."""
     files: dict[str, bytes] = {}
     dirs: set[str] = set()
     total = 0
@@ -308,7 +329,13 @@ def read_folder(path: str, label: str | None = None) -> Kit:
                     files[rel] = f.read()
             else:
                 raise KitError(f"unsafe entry {rel!r} in {label}: device or special file")
-    return _finish(label, files, dirs)
+    return files, dirs
+
+
+def read_folder(path: str, label: str | None = None) -> Kit:
+    """Read a kit folder: only regular files and folders, no links, no special files."""
+    label = label or path
+    return _finish(label, *_walk_folder(path, label))
 
 
 def load_kit(src: str, pin: str | None = None) -> Kit:
@@ -358,7 +385,8 @@ def not_valid_before(cert) -> datetime.datetime:
     return _utc(getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before)
 
 
-def _attr(name, oid) -> str | None:
+def name_attr(name, oid) -> str | None:
+    """The first value of attribute OID (a NameOID) in the x509 NAME, or None."""
     values = name.get_attributes_for_oid(oid)
     return values[0].value if values else None
 
@@ -411,7 +439,7 @@ def verify_identity(kit: Kit, ktype: str, participant: str, now: datetime.dateti
     crt_name, key_name = IDENTITY_FILES[ktype]
     ca = load_cert(kit.files[ROOT_CA], f"{ROOT_CA} in {kit.label}")
     cert = load_cert(kit.files[crt_name], f"{crt_name} in {kit.label}")
-    cn = _attr(cert.subject, NameOID.COMMON_NAME)
+    cn = name_attr(cert.subject, NameOID.COMMON_NAME)
     if cn != participant:
         raise KitError(
             f"{kit.label} is the kit of {cn}, not of {participant}: use {participant}'s kit or set participant: {cn}"
@@ -435,13 +463,90 @@ def verify_identity(kit: Kit, ktype: str, participant: str, now: datetime.dateti
         )
     return {
         "participant": cn,
-        "org": _attr(cert.subject, NameOID.ORGANIZATION_NAME),
-        "role": _attr(cert.subject, NameOID.UNSTRUCTURED_NAME) if ktype == "admin" else None,
+        "org": name_attr(cert.subject, NameOID.ORGANIZATION_NAME),
+        "role": name_attr(cert.subject, NameOID.UNSTRUCTURED_NAME) if ktype == "admin" else None,
         "not_before": not_valid_before(cert),
         "not_after": after,
         "days_left": int((after - now).total_seconds() // 86400),
         "root_ca_sha256": cert_sha256(ca),
     }
+
+
+def cert_identity(pem: bytes) -> tuple[bytes, bytes, bytes, datetime.datetime]:
+    """(issuer, subject, subjectAltName, not_after) of a PEM certificate; the first three as DER.
+
+    Two certificates with equal issuer, subject and SAN name the same participant under the same
+    CA, whatever their keys and validity dates. Raises ValueError when PEM is no certificate.
+    """
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.public_bytes()
+    except x509.ExtensionNotFound:
+        san = b""
+    return cert.issuer.public_bytes(), cert.subject.public_bytes(), san, not_valid_after(cert)
+
+
+def _entry_fingerprint(name: str, content: bytes, now: datetime.datetime) -> str:
+    if name.endswith(".key"):
+        return "private key"
+    if name.endswith(".crt"):
+        try:
+            issuer, subject, san, after = cert_identity(content)
+        except ValueError:
+            pass
+        else:
+            identity = hashlib.sha256(issuer + subject + san).hexdigest()
+            return "certificate:" + identity + (" (expired)" if after <= now else "")
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def fingerprint(kit: Kit, now: datetime.datetime | None = None) -> dict[str, str]:
+    """Entry name -> what must stay equal for two copies of one kit to count as the same, for kits
+    whose every copy carries a new key and certificate (the dashboard makes them on each download).
+
+    Private keys count by presence only, participant certificates by identity (issuer, subject,
+    SAN) and expiry, every other file byte for byte. Empty folders count as 'NAME/': 'dir'.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    result = {rel: _entry_fingerprint(rel, data, now) for rel, data in kit.files.items()}
+    parents = {p for rel in kit.files for p in _parents(rel)}
+    result.update({d + "/": "dir" for d in kit.dirs - parents})
+    return result
+
+
+def kit_fingerprint(data: bytes, pin: str) -> dict | None:
+    """fingerprint() of the kit zip DATA opened with PIN; None when DATA is no kit zip PIN opens."""
+    try:
+        return fingerprint(read_zip_bytes(data, pin, "kit"))
+    except KitError:
+        return None
+
+
+# Folders of an installed kit that decide how its participant runs. Everything else in the kit
+# folder is the participant's own (logs, job folders, transfer/) or reference text (readme.txt).
+KIT_DIGEST_FOLDERS = ("startup", "local")
+
+
+def kit_digest(path: str) -> str:
+    """SHA-256 of the installed kit folder PATH, the same whenever the participant would run the same.
+
+    It covers the path and content of every file under startup/ (configuration, certificates,
+    keys, scripts) and local/ (resources.json and the other host settings, NVFlare's reference
+    copies), in the format of digest(): a new kit, another certificate or key, and a changed
+    local/resources.json each change it. Modes, owners, timestamps and everything outside those
+    two folders (logs, job folders, transfer/) do not. Raises KitError when PATH holds no
+    startup/ folder or holds a link or special file there.
+    """
+    if not os.path.isdir(os.path.join(path, "startup")):
+        raise KitError(f"{path} holds no installed startup kit (no startup/ folder): install the kit first")
+    files: dict[str, bytes] = {}
+    for top in KIT_DIGEST_FOLDERS:
+        folder = os.path.join(path, top)
+        if not os.path.isdir(folder):
+            continue
+        found, _dirs = _walk_folder(folder, path)
+        files.update({f"{top}/{rel}": data for rel, data in found.items()})
+    return digest(files)
 
 
 def list_dirs(path: str) -> set[str]:
@@ -477,16 +582,6 @@ def tree_digest(tree: dict) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str) -> str | None:
-    if not os.path.isfile(path):
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def zip_pin_ok(path: str, pin: str) -> bool:
     """Whether PIN passes the encryption-header check of every encrypted member of the zip at PATH
     (a wrong PIN passes one member's check with probability 1/256, all of a kit's about never).
@@ -516,8 +611,8 @@ def same_kit(a: dict, b: dict) -> bool:
 
 
 # ZipCrypto ("traditional PKWARE encryption"), the format `zip -P` writes and the dashboard
-# serves. Written here so that a PIN never travels on a command line, where other local
-# users could read it.
+# serves. Python's zipfile reads it but cannot write it, and handing the PIN to `zip -P` would
+# put it on a command line, where other local users could read it: so it is written here.
 _CRC_TABLE: list[int] = []
 
 
@@ -533,23 +628,20 @@ def _crc_table() -> list[int]:
 
 def _zipcrypto(pwd: bytes, data: bytes) -> bytes:
     table = _crc_table()
-    k0, k1, k2 = 305419896, 591751049, 878082192
+    keys = [305419896, 591751049, 878082192]
 
-    def upd(c, k0, k1, k2):
-        k0 = (k0 >> 8) ^ table[(k0 ^ c) & 0xFF]
-        k1 = (((k1 + (k0 & 0xFF)) & 0xFFFFFFFF) * 134775813 + 1) & 0xFFFFFFFF
-        k2 = (k2 >> 8) ^ table[(k2 ^ (k1 >> 24)) & 0xFF]
-        return k0, k1, k2
+    def update(c: int) -> None:
+        keys[0] = (keys[0] >> 8) ^ table[(keys[0] ^ c) & 0xFF]
+        keys[1] = (((keys[1] + (keys[0] & 0xFF)) & 0xFFFFFFFF) * 134775813 + 1) & 0xFFFFFFFF
+        keys[2] = (keys[2] >> 8) ^ table[(keys[2] ^ (keys[1] >> 24)) & 0xFF]
 
     for c in pwd:
-        k0, k1, k2 = upd(c, k0, k1, k2)
+        update(c)
     out = bytearray(len(data))
     for i, p in enumerate(data):
-        t = (k2 | 2) & 0xFFFF
+        t = (keys[2] | 2) & 0xFFFF
         out[i] = p ^ (((t * (t ^ 1)) >> 8) & 0xFF)
-        k0 = (k0 >> 8) ^ table[(k0 ^ p) & 0xFF]
-        k1 = (((k1 + (k0 & 0xFF)) & 0xFFFFFFFF) * 134775813 + 1) & 0xFFFFFFFF
-        k2 = (k2 >> 8) ^ table[(k2 ^ (k1 >> 24)) & 0xFF]
+        update(p)
     return bytes(out)
 
 
@@ -559,101 +651,43 @@ def _dos_time(ts: float) -> tuple[int, int]:
     return (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2), ((year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
 
 
+def _zip_entry(name: str, data: bytes | None, mode: int, pwd: bytes | None) -> tuple:
+    """(flags, method, crc, payload, size, external attributes) of one entry; DATA None is a folder."""
+    flags = 0x800 if any(b > 0x7F for b in name.encode("utf-8")) else 0
+    if data is None:
+        return flags, zipfile.ZIP_STORED, 0, b"", 0, ((stat.S_IFDIR | mode) << 16) | 0x10
+    crc = zlib.crc32(data) & 0xFFFFFFFF
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = comp.compress(data) + comp.flush()
+    if pwd:
+        flags |= 0x1
+        # 11 random bytes and the CRC's high byte: the reader's PIN check.
+        payload = _zipcrypto(pwd, os.urandom(11) + bytes([crc >> 24]) + payload)
+    return flags, zipfile.ZIP_DEFLATED, crc, payload, len(data), (stat.S_IFREG | mode) << 16
+
+
 def zip_bytes(files: dict[str, tuple[bytes, int]], pin: str | None, dirs=()) -> bytes:
     """A zip of FILES (relative path -> (content, mode)) laid out as the dashboard's kits are
     (content at the top, one entry per folder), ZipCrypto-encrypted with PIN when given."""
     pwd = pin.encode("utf-8") if pin else None
     dirs = sorted(set(dirs) | {d for rel in files for d in _parents(rel)})
-    entries = [(d + "/", None, 0o755) for d in dirs] + [(rel, files[rel][0], files[rel][1]) for rel in sorted(files)]
+    entries = [(d + "/", None, DIR_MODE) for d in dirs] + [(rel, *files[rel]) for rel in sorted(files)]
     dostime, dosdate = _dos_time(time.time())
     local = bytearray()
     central = bytearray()
     for name, data, mode in entries:
         raw_name = name.encode("utf-8")
-        flags = 0x800 if any(b > 0x7F for b in raw_name) else 0
-        if data is None:
-            method, crc, payload, size = zipfile.ZIP_STORED, 0, b"", 0
-            attr = ((stat.S_IFDIR | mode) << 16) | 0x10
-        else:
-            crc = zlib.crc32(data) & 0xFFFFFFFF
-            comp = zlib.compressobj(6, zlib.DEFLATED, -15)
-            payload = comp.compress(data) + comp.flush()
-            method, size = zipfile.ZIP_DEFLATED, len(data)
-            attr = (stat.S_IFREG | mode) << 16
-            if pwd:
-                flags |= 0x1
-                # 11 random bytes and the CRC's high byte: the reader's PIN check.
-                header = os.urandom(11) + bytes([crc >> 24])
-                payload = _zipcrypto(pwd, header + payload)
+        flags, method, crc, payload, size, attr = _zip_entry(name, data, mode, pwd)
         offset = len(local)
         if offset > 0xFFFFFFFF or len(payload) > 0xFFFFFFFF:
             raise KitError("kit too large for a zip without ZIP64")
-        local += struct.pack(
-            zipfile.structFileHeader,
-            zipfile.stringFileHeader,
-            20,
-            0,
-            flags,
-            method,
-            dostime,
-            dosdate,
-            crc,
-            len(payload),
-            size,
-            len(raw_name),
-            0,
-        )
+        # Fields the local header and the central directory share, in their common order.
+        common = (flags, method, dostime, dosdate, crc, len(payload), size, len(raw_name), 0)
+        local += struct.pack(zipfile.structFileHeader, zipfile.stringFileHeader, 20, 0, *common)
         local += raw_name + payload
-        central += struct.pack(
-            zipfile.structCentralDir,
-            zipfile.stringCentralDir,
-            30,
-            3,
-            20,
-            0,
-            flags,
-            method,
-            dostime,
-            dosdate,
-            crc,
-            len(payload),
-            size,
-            len(raw_name),
-            0,
-            0,
-            0,
-            0,
-            attr,
-            offset,
-        )
+        tail = (0, 0, 0, attr, offset)
+        central += struct.pack(zipfile.structCentralDir, zipfile.stringCentralDir, 30, 3, 20, 0, *common, *tail)
         central += raw_name
-    end = struct.pack(
-        zipfile.structEndArchive,
-        zipfile.stringEndArchive,
-        0,
-        0,
-        len(entries),
-        len(entries),
-        len(central),
-        len(local),
-        0,
-    )
-    return bytes(local + central + end)
-
-
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Write DATA to PATH through a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(path) or "."
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    count = len(entries)
+    end = (zipfile.stringEndArchive, 0, 0, count, count, len(central), len(local), 0)
+    return bytes(local + central + struct.pack(zipfile.structEndArchive, *end))

@@ -15,6 +15,13 @@ RESOURCES = "local/resources.json"
 RESOURCES_MODE = 0o640
 
 
+def gib(value) -> int | float:
+    """A GiB figure as NVFlare's files hold it: a whole number as an int (16, not 16.0), a fraction
+    as a float (7.5). Options take floats, so that both are accepted and written as before."""
+    mem = float(value)
+    return int(mem) if mem.is_integer() else mem
+
+
 def _component(resources: dict, component_id: str) -> dict | None:
     for comp in resources.get("components", []):
         if comp.get("id") == component_id:
@@ -50,8 +57,7 @@ def local_resources(
             if num_of_gpus is not None:
                 args["num_of_gpus"] = int(num_of_gpus)
             if mem_per_gpu_in_GiB is not None:
-                mem = float(mem_per_gpu_in_GiB)
-                args["mem_per_gpu_in_GiB"] = int(mem) if mem.is_integer() else mem
+                args["mem_per_gpu_in_GiB"] = gib(mem_per_gpu_in_GiB)
     extra = [c for c in (class_allow_list or []) if c not in res.get("class_allow_list", [])]
     if extra and "class_allow_list" in res:
         res["class_allow_list"] = list(res["class_allow_list"]) + extra

@@ -38,6 +38,8 @@ attributes:
     details: The diff lists the kit's files that differ, by fingerprint; no file content is shown.
   platform:
     platforms: posix
+requirements:
+  - cryptography (in the Python that runs the module; Ansible itself depends on it)
 options:
   kind:
     description:
@@ -112,90 +114,91 @@ changed_entries:
 
 import os
 import stat
-import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _names
+from ansible_collections.federated.nvflare.plugins.module_utils import _files, _kit, _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     DashboardClient,
     dashboard_argument_spec,
     is_approved,
-    kit_fingerprint,
 )
 
 MODE = 0o600
 NAME_KIND = {"server": "server", "site": "site", "user": "admin"}
+# Which dashboard module creates and approves a record of each kind.
+MANAGER = {"site": "federated.nvflare.dashboard_site", "user": "federated.nvflare.dashboard_user"}
 
 
-def validate(module: AnsibleModule) -> None:
-    kind, name, dest = module.params["kind"], module.params["name"], module.params["dest"]
-    error = _names.check("pin", module.params["pin"])
+class KitDownloadError(Exception):
+    """Why a kit cannot be downloaded, in words fit for the task's message."""
+
+
+def validate(params: dict) -> None:
+    kind, name, dest = params["kind"], params["name"], params["dest"]
+    error = _names.check("pin", params["pin"])
     if not error and name is not None:
         error = _names.check(NAME_KIND[kind], name)
     if error:
-        module.fail_json(msg=f"cannot download the {kind} kit {name or ''}: {error}")
+        raise KitDownloadError(f"cannot download the {kind} kit {name or ''}: {error}")
     if os.path.isdir(dest):
-        module.fail_json(msg=f"cannot write the kit to {dest}: it is a directory; give the path of the zip file")
+        raise KitDownloadError(f"cannot write the kit to {dest}: it is a directory; give the path of the zip file")
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
-        module.fail_json(msg=f"cannot write the kit to {dest}: directory {parent} does not exist")
+        raise KitDownloadError(f"cannot write the kit to {dest}: directory {parent} does not exist")
 
 
-def check_org(module: AnsibleModule, what: str, record: dict) -> None:
+def check_ready(kind: str, name: str, record: dict) -> None:
+    """Raise unless the site or user RECORD is approved and its organization lets the dashboard build a kit."""
+    what = f"{kind} {name}"
+    if not is_approved(record):
+        raise KitDownloadError(
+            f"cannot download the kit of {what}: it is not approved yet. Approve it with {MANAGER[kind]} approved=true"
+        )
     error = _names.check("org", record.get("organization", ""))
     if error:
-        module.fail_json(
-            msg=f"cannot download the kit of {what}: its {error}, and the dashboard fails to build its kit "
+        raise KitDownloadError(
+            f"cannot download the kit of {what}: its {error}, and the dashboard fails to build its kit "
             "(HTTP 500). Fix its organization first"
         )
 
 
-def resolve(module: AnsibleModule, client: DashboardClient, project: dict) -> tuple[str, str]:
-    """(participant name, blob path) of the kit to download."""
-    p = module.params
-    kind, name = p["kind"], p["name"]
-    if kind == "server":
-        server = project.get("server1") or ""
-        if name is not None and name != server:
-            module.fail_json(
-                msg=f"cannot download the server kit {name}: the dashboard project's server is {server!r}. "
-                "Change it with federated.nvflare.dashboard_project before freezing, or ask for that name"
-            )
-        # The dashboard has one server and ignores the id in this route.
-        return server, "/servers/1/blob"
-    if kind == "site":
-        site = client.find_site(name)
-        if site is None:
-            module.fail_json(
-                msg=f"cannot download the kit of site {name}: the dashboard has no such site. Register it with "
-                "federated.nvflare.dashboard_site"
-            )
-        if not is_approved(site):
-            module.fail_json(
-                msg=f"cannot download the kit of site {name}: it is not approved yet. Approve it with "
-                "federated.nvflare.dashboard_site approved=true"
-            )
-        check_org(module, f"site {name}", site)
-        return name, f"/clients/{site['id']}/blob"
+def resolve_server(name: str | None, project: dict) -> tuple[str, str]:
+    server = project.get("server1") or ""
+    if name is not None and name != server:
+        raise KitDownloadError(
+            f"cannot download the server kit {name}: the dashboard project's server is {server!r}. "
+            "Change it with federated.nvflare.dashboard_project before freezing, or ask for that name"
+        )
+    # The dashboard has one server and ignores the id in this route.
+    return server, "/servers/1/blob"
+
+
+def find_user(client: DashboardClient, name: str) -> dict | None:
     if name == client.username:
         # Any account may read itself, even one that may not list the users.
         user = client.call("GET", f"/users/{client.account.get('id')}", f"read dashboard user {name}")
-        user = user.get("user") or None
+        return user.get("user") or None
+    return client.find_user(name)
+
+
+def resolve(params: dict, client: DashboardClient, project: dict) -> tuple[str, str]:
+    """(participant name, blob path) of the kit to download."""
+    kind, name = params["kind"], params["name"]
+    if kind == "server":
+        return resolve_server(name, project)
+    if kind == "site":
+        record = client.find_site(name)
+        missing = "the dashboard has no such site"
     else:
-        user = client.find_user(name)
-    if user is None:
-        module.fail_json(
-            msg=f"cannot download the kit of user {name}: the dashboard has no such user (or account "
-            f"{client.username} cannot list it). Create it with federated.nvflare.dashboard_user"
-        )
-    if not is_approved(user):
-        module.fail_json(
-            msg=f"cannot download the kit of user {name}: it is not approved yet. Approve it with "
-            "federated.nvflare.dashboard_user approved=true"
-        )
-    check_org(module, f"user {name}", user)
-    return name, f"/users/{user['id']}/blob"
+        record = find_user(client, name)
+        missing = f"the dashboard has no such user (or account {client.username} cannot list it)"
+    if record is None:
+        noun = "Register" if kind == "site" else "Create"
+        raise KitDownloadError(f"cannot download the kit of {kind} {name}: {missing}. {noun} it with {MANAGER[kind]}")
+    check_ready(kind, name, record)
+    route = "clients" if kind == "site" else "users"
+    return name, f"/{route}/{record['id']}/blob"
 
 
 def describe(fingerprint: dict | None, names) -> str:
@@ -204,20 +207,64 @@ def describe(fingerprint: dict | None, names) -> str:
     return "".join(f"{n}: {fingerprint[n]}\n" for n in names if n in fingerprint)
 
 
-def write_atomically(module: AnsibleModule, dest: str, content: bytes) -> None:
-    parent = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp", dir=parent)
+def download(client: DashboardClient, path: str, pin: str, what: str) -> tuple[bytes, dict]:
+    """The kit zip the dashboard builds now, and its fingerprint."""
+    content, _ctype = client.call("POST", path, what, data={"pin": pin}, raw=True)
+    if not content.startswith(b"PK"):
+        answer = client._json(content).get("status") or "an answer that is not a zip file"
+        raise KitDownloadError(f"cannot {what}: the dashboard answered {answer!r}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), MODE)
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
+        return content, _kit.fingerprint(_kit.read_zip_bytes(content, pin, "the downloaded zip"))
+    except _kit.KitError as e:
+        raise KitDownloadError(f"cannot {what}: {e}") from None
+
+
+def compare(result: dict, dest: str, pin: str, new: dict, diff: bool) -> bool:
+    """Fill RESULT with how DEST differs from the kit fingerprinted NEW; whether its content differs."""
+    old = None
+    if os.path.exists(dest):
+        with open(dest, "rb") as handle:
+            old = _kit.kit_fingerprint(handle.read(), pin)
+    differ = sorted(n for n in set(new) | set(old or {}) if (old or {}).get(n) != new.get(n))
+    mode_wrong = os.path.exists(dest) and stat.S_IMODE(os.stat(dest).st_mode) != MODE
+    result.update(changed=bool(differ) or mode_wrong, changed_entries=differ)
+    if diff:
+        result["diff"] = dict(
+            before=describe(old, differ), after=describe(new, differ), before_header=dest, after_header=dest
+        )
+    return bool(differ)
+
+
+def ensure_kit(module: AnsibleModule, client: DashboardClient) -> dict:
+    """Download the kit and write it to dest when it differs; the module's result."""
+    kind, name, dest, pin = (module.params[k] for k in ("kind", "name", "dest", "pin"))
+    project = client.project()
+    if not project.get("frozen"):
+        raise KitDownloadError(
+            f"cannot download the {kind} kit {name or ''}: dashboard project {project.get('short_name', '')!r} "
+            "is not frozen, and kits exist only once it is. Freeze it with federated.nvflare.dashboard_project "
+            "frozen=true"
+        )
+    participant, path = resolve(module.params, client, project)
+    result = dict(changed=False, dest=dest, participant=participant, changed_entries=[])
+    if not os.path.exists(dest) and module.check_mode:
+        # Nothing to compare with: no download, which the dashboard would count.
+        result.update(changed=True)
+        if module._diff:
+            result["diff"] = dict(before="", after=f"kit of {participant}\n", before_header=dest, after_header=dest)
+        return result
+    content, new = download(client, path, pin, f"download the {kind} kit of {participant}")
+    content_differs = compare(result, dest, pin, new, module._diff)
+    if module.check_mode or not result["changed"]:
+        return result
+    try:
+        if content_differs:
+            _files.write_atomic(dest, content, MODE)
+        else:
+            os.chmod(dest, MODE)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        module.fail_json(msg=f"cannot write the kit to {dest}: {e}")
+        raise KitDownloadError(f"cannot write the kit to {dest}: {e}") from None
+    return result
 
 
 def main():
@@ -233,58 +280,15 @@ def main():
         supports_check_mode=True,
         required_if=[("kind", "site", ("name",)), ("kind", "user", ("name",))],
     )
-    validate(module)
-    kind, name, dest, pin = (module.params[k] for k in ("kind", "name", "dest", "pin"))
-
-    client = DashboardClient(module)
-    client.login()
-    project = client.project()
-    if not project.get("frozen"):
-        module.fail_json(
-            msg=f"cannot download the {kind} kit {name or ''}: dashboard project {project.get('short_name', '')!r} "
-            "is not frozen, and kits exist only once it is. Freeze it with federated.nvflare.dashboard_project "
-            "frozen=true"
-        )
-    participant, path = resolve(module, client, project)
-    result = dict(changed=False, dest=dest, participant=participant, changed_entries=[])
-
-    exists = os.path.exists(dest)
-    if not exists and module.check_mode:
-        # Nothing to compare with: no download, which the dashboard would count.
-        result.update(changed=True)
-        if module._diff:
-            result["diff"] = dict(before="", after=f"kit of {participant}\n", before_header=dest, after_header=dest)
-        module.exit_json(**result)
-
-    what = f"download the {kind} kit of {participant}"
-    content, _ctype = client.call("POST", path, what, data={"pin": pin}, raw=True)
-    if not content.startswith(b"PK"):
-        answer = client._json(content).get("status") or "an answer that is not a zip file"
-        module.fail_json(msg=f"cannot {what}: the dashboard answered {answer!r}")
-    new = kit_fingerprint(content, pin)
-    if new is None:
-        module.fail_json(msg=f"cannot {what}: the downloaded zip does not open with the PIN")
-
-    old = None
-    if exists:
-        with open(dest, "rb") as handle:
-            old = kit_fingerprint(handle.read(), pin)
-    differ = sorted(n for n in set(new) | set(old or {}) if (old or {}).get(n) != new.get(n))
-    mode_wrong = exists and stat.S_IMODE(os.stat(dest).st_mode) != MODE
-    result.update(changed=bool(differ) or mode_wrong, changed_entries=differ)
-    if module._diff:
-        result["diff"] = dict(
-            before=describe(old, differ),
-            after=describe(new, differ),
-            before_header=dest,
-            after_header=dest,
-        )
-    if module.check_mode:
-        module.exit_json(**result)
-    if differ:
-        write_atomically(module, dest, content)
-    elif mode_wrong:
-        os.chmod(dest, MODE)
+    if not _kit.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
+    try:
+        validate(module.params)
+        client = DashboardClient(module)
+        client.login()
+        result = ensure_kit(module, client)
+    except KitDownloadError as e:
+        module.fail_json(msg=str(e))
     module.exit_json(**result)
 
 

@@ -111,8 +111,8 @@ options:
         type: int
       mem_per_gpu_in_GiB:
         description:
-          - Memory per GPU in GiB that the site offers to jobs.
-        type: int
+          - Memory per GPU in GiB that the site offers to jobs; a fraction such as V(7.5) is allowed.
+        type: float
   admins:
     description:
       - The admin users, who get admin console kits.
@@ -247,7 +247,6 @@ changes:
 import contextlib
 import copy
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -259,7 +258,7 @@ import zipfile
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, yaml_dump
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _kit, _names
+from ansible_collections.federated.nvflare.plugins.module_utils import _files, _kit, _names, _resources
 
 try:
     import fcntl
@@ -288,7 +287,11 @@ HEADER = "# Written by federated.nvflare.provision; changes made here are overwr
 
 
 class ProvisionError(Exception):
-    pass
+    """NVFlare's provisioning refused the project or failed."""
+
+
+class WorkspaceError(Exception):
+    """The workspace cannot be provisioned into as it is (its message says why and what to do)."""
 
 
 def validate(p) -> list[str]:
@@ -345,6 +348,8 @@ def project_dict(p) -> dict:
     for site in p["sites"]:
         entry = {"name": site["name"], "type": "client", "org": site["org"]}
         capacity = {k: site[k] for k in ("num_of_gpus", "mem_per_gpu_in_GiB") if site.get(k) is not None}
+        if "mem_per_gpu_in_GiB" in capacity:
+            capacity["mem_per_gpu_in_GiB"] = _resources.gib(capacity["mem_per_gpu_in_GiB"])
         if capacity:
             entry["capacity"] = capacity
         participants.append(entry)
@@ -411,7 +416,7 @@ def _stateful_he_builder():
                 HEBuilder.get_serialized_context(self, is_client=True),
             )
             for i, x in enumerate(paths):
-                _kit.write_atomic(x, self._blobs[i], 0o600)
+                _files.write_atomic(x, self._blobs[i], 0o600)
 
         def get_serialized_context(self, is_client=False):
             return self._blobs[1] if is_client else self._blobs[0]
@@ -419,17 +424,11 @@ def _stateful_he_builder():
     return HEBuilder, StatefulHEBuilder()
 
 
-def _cert_attr(cert, oid_name):
-    from cryptography.x509.oid import NameOID
-
-    values = cert.subject.get_attributes_for_oid(getattr(NameOID, oid_name))
-    return values[0].value if values else None
-
-
 def stale_subjects(state: dict, project: dict, now) -> list[str]:
     """Participants whose stored certificate no longer fits: organisation or role changed, or it
     expires within RENEW_DAYS. NVFlare would reuse it as it is (or, for a role, refuse to run)."""
     from cryptography import x509
+    from cryptography.x509.oid import NameOID
 
     stale = []
     for part in project["participants"]:
@@ -437,9 +436,9 @@ def stale_subjects(state: dict, project: dict, now) -> list[str]:
         if not isinstance(entry, dict) or "cert" not in entry:
             continue
         cert = x509.load_pem_x509_certificate(entry["cert"].encode("ascii"))
-        if _cert_attr(cert, "ORGANIZATION_NAME") != part["org"]:
+        if _kit.name_attr(cert.subject, NameOID.ORGANIZATION_NAME) != part["org"]:
             stale.append(part["name"])
-        elif part["type"] == "admin" and _cert_attr(cert, "UNSTRUCTURED_NAME") != part["role"]:
+        elif part["type"] == "admin" and _kit.name_attr(cert.subject, NameOID.UNSTRUCTURED_NAME) != part["role"]:
             stale.append(part["name"])
         elif _kit.not_valid_after(cert) - now < datetime.timedelta(days=RENEW_DAYS):
             stale.append(part["name"])
@@ -456,7 +455,7 @@ def provision_into(tmp_root: str, project: dict, state_dir: str, he: bool, reiss
             state = json.load(f)
         for name in reissue:
             state.pop(name, None)
-        _kit.write_atomic(os.path.join(tmp_state, "cert.json"), json.dumps(state).encode("ascii"), 0o600)
+        _files.write_atomic(os.path.join(tmp_state, "cert.json"), json.dumps(state).encode("ascii"), 0o600)
     for name in HE_STATE_FILES:
         src = os.path.join(state_dir, name)
         if he and os.path.isfile(src):
@@ -487,57 +486,29 @@ def provision_into(tmp_root: str, project: dict, state_dir: str, he: bool, reiss
     return result, tmp_state
 
 
-def _read_bytes(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _sha256(data) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def _replace_dir(new: str, dest: str, scratch: str):
-    """Put folder NEW at DEST with renames (the old DEST goes to SCRATCH first)."""
-    if os.path.lexists(dest):
-        old = os.path.join(scratch, "old-" + os.path.basename(dest))
-        os.rename(dest, old)
-        try:
-            os.rename(new, dest)
-        except OSError:
-            os.rename(old, dest)
-            raise
-        shutil.rmtree(old)
-    else:
-        os.rename(new, dest)
-
-
 def _zip_infos(path: str) -> list:
     with zipfile.ZipFile(path) as zf:
         return zf.infolist()
 
 
+def _listing(folder: str, suffix: str = "") -> list[str]:
+    """Names in FOLDER (none hidden) ending with SUFFIX, sorted; [] when there is no FOLDER."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.endswith(suffix))
+
+
 class Workspace:
-    """The provisioning workspace: project.yml, NVFlare's CA state, kits/, zips/ and a manifest.
+    """Where a project's files live in the workspace, and what it held before this run."""
 
-    The manifest (NAME/state/federated.nvflare.json) records what the last successful run
-    wrote. When the inputs and every output still match it, a re-run is known to change nothing
-    and skips provisioning (NVFlare re-reads every participant's private key, about 0.1 s each).
-    """
-
-    MANIFEST_VERSION = 1
-
-    def __init__(self, module, project: dict, he: bool, pin: str | None, zips: bool = False):
-        p = module.params
-        self.module = module
+    def __init__(self, params: dict, project: dict):
         self.project = project
-        self.he = he
-        self.pin = pin
+        self.he = params["he"]
+        self.pin = params["pin"]
         # Zips are wanted with a PIN (encrypted) or with zip: true (plain).
-        self.want_zips = bool(pin) or zips
-        self.root = p["workspace"]
-        self.name = p["name"]
+        self.want_zips = bool(self.pin) or params["zip"]
+        self.root = params["workspace"]
+        self.name = params["name"]
         self.yml_path = os.path.join(self.root, "project.yml")
         self.state_dir = os.path.join(self.root, self.name, "state")
         self.kits_dir = os.path.join(self.root, "kits")
@@ -545,155 +516,167 @@ class Workspace:
         self.manifest_path = os.path.join(self.state_dir, "federated.nvflare.json")
         self.participants = [x["name"] for x in project["participants"]]
         self.wanted_yml = render(project).encode("utf-8")
-        self.old_yml = _read_bytes(self.yml_path)
-        self.old_state = _read_bytes(os.path.join(self.state_dir, "cert.json"))
-        self.new_state = self.old_state
-        self.reissue: list[str] = []
+        self.old_yml = _files.read_bytes(self.yml_path)
+        self.old_state = _files.read_bytes(self.state_file("cert.json"))
+
+    def state_file(self, name: str) -> str:
+        return os.path.join(self.state_dir, name)
+
+    def kit_path(self, part: str) -> str:
+        return os.path.join(self.kits_dir, part)
+
+    def zip_path(self, part: str) -> str:
+        return os.path.join(self.zips_dir, part + ".zip")
+
+    def he_digests(self) -> dict:
+        if not self.he:
+            return {}
+        return {n: _files.sha256(_files.read_bytes(self.state_file(n))) for n in HE_STATE_FILES}
+
+    def root_ca_sha256(self, state: bytes | None) -> str | None:
+        if not state:
+            return None
+        return _kit.pem_sha256(json.loads(state)["root_cert"].encode("ascii"), "root CA")
+
+
+def check_root_ca(ws: Workspace, now) -> tuple[list[str], list[str]]:
+    """(participants whose certificate must be issued anew, warnings). Raises WorkspaceError on an
+    expired root CA."""
+    if not ws.old_state:
+        return [], []
+    from cryptography import x509
+
+    state = json.loads(ws.old_state)
+    root = x509.load_pem_x509_certificate(state["root_cert"].encode("ascii"))
+    end = _kit.not_valid_after(root)
+    if end <= now:
+        raise WorkspaceError(
+            f"root CA of project {ws.name} in {ws.state_dir} expired on {end.isoformat()}: "
+            "every kit of the project needs a new CA; provision into a new workspace"
+        )
+    warnings = []
+    if end - now < datetime.timedelta(days=RENEW_DAYS):
+        warnings.append(
+            f"root CA of project {ws.name} expires on {end.isoformat()}: plan a new workspace (a new CA) before then"
+        )
+    return stale_subjects(state, ws.project, now), warnings
+
+
+def zip_current(path: str, tree: dict, pin: str | None, known: dict | None) -> bool:
+    """Whether the zip at PATH opens with PIN (plain when None) and holds the kit TREE as it stands.
+    KNOWN is what the manifest recorded for it."""
+    if (
+        known
+        and known.get("sha256") == _files.file_sha256(path)
+        and known.get("kit") == _kit.tree_digest(tree)
+        and known.get("encrypted", True) == bool(pin)
+    ):
+        # The zip is the one the last run wrote for this very kit: only the PIN is in question.
+        return not pin or _kit.zip_pin_ok(path, pin)
+    try:
+        kit = _kit.read_zip(path, pin)
+    except _kit.KitError:
+        return False
+    if any(bool(info.flag_bits & 0x1) != bool(pin) for info in _zip_infos(path) if not info.is_dir()):
+        return False  # encrypted where a plain zip is wanted, or the other way round
+    return _kit.digest(kit.files) == _kit.digest({k: v[0] for k, v in tree.items()})
+
+
+class Manifest:
+    """NAME/state/federated.nvflare.json: what the last successful run wrote.
+
+    When the inputs and every output still match it, a re-run is known to change nothing and
+    skips provisioning (NVFlare re-reads every participant's private key, about 0.1 s each).
+    """
+
+    VERSION = 1
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        try:
+            with open(ws.manifest_path) as f:
+                self.data = json.load(f)
+        except (OSError, ValueError):
+            self.data = None
+
+    def known_zips(self) -> dict:
+        return (self.data or {}).get("zips", {})
+
+    def _inputs(self, state: bytes | None) -> dict:
+        ws = self.ws
+        return {
+            "version": self.VERSION,
+            "nvflare": NVFLARE_VERSION,
+            "project_yml": _files.sha256(ws.wanted_yml),
+            "cert_json": _files.sha256(state),
+            "he": ws.he_digests(),
+        }
+
+    def unchanged(self, reissue: list[str]) -> dict | None:
+        """The kits as they stand (participant -> (tree, dirs)) when the manifest proves that
+        provisioning again would change nothing; None otherwise."""
+        ws, data = self.ws, self.data
+        if data is None or reissue or any(data.get(k) != v for k, v in self._inputs(ws.old_state).items()):
+            return None
+        if ws.old_yml != ws.wanted_yml or _listing(ws.kits_dir) != sorted(ws.participants):
+            return None
+        kits, final = data.get("kits", {}), {}
+        for part in ws.participants:
+            tree = _kit.read_tree(ws.kit_path(part))
+            if kits.get(part) != _kit.tree_digest(tree):
+                return None
+            final[part] = (tree, _kit.list_dirs(ws.kit_path(part)))
+        return final if self._zips_unchanged(kits) else None
+
+    def _zips_unchanged(self, kits: dict) -> bool:
+        ws = self.ws
+        wanted = ws.participants if ws.want_zips else []
+        if _listing(ws.zips_dir, ".zip") != sorted(part + ".zip" for part in wanted):
+            return False
+        for part in wanted:
+            path, entry = ws.zip_path(part), self.known_zips().get(part) or {}
+            if entry.get("sha256") != _files.file_sha256(path) or entry.get("kit") != kits.get(part):
+                return False
+            if entry.get("encrypted", True) != bool(ws.pin):
+                return False
+            if ws.pin and not _kit.zip_pin_ok(path, ws.pin):
+                return False
+        return True
+
+    def write(self, final: dict, state: bytes | None) -> None:
+        """Record what the workspace holds now (bookkeeping: not a change of its own)."""
+        ws = self.ws
+        kits = {part: _kit.tree_digest(final[part][0]) for part in ws.participants}
+        zips = {
+            part: {"sha256": _files.file_sha256(ws.zip_path(part)), "kit": kits[part], "encrypted": bool(ws.pin)}
+            for part in (ws.participants if ws.want_zips else ())
+        }
+        manifest = dict(self._inputs(state), kits=kits, zips=zips)
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
+        if data != _files.read_bytes(ws.manifest_path):
+            os.makedirs(ws.state_dir, 0o700, exist_ok=True)
+            _files.write_atomic(ws.manifest_path, data, 0o600)
+
+
+class Changes:
+    """What this run changes in the workspace, found by provisioning into a temporary folder."""
+
+    def __init__(self, ws: Workspace, reissue: list[str], final: dict | None = None):
+        self.ws = ws
+        self.reissue = reissue
         self.created: list[str] = []
         self.updated: list[str] = []
         self.removed: list[str] = []
         self.zip_writes: list[str] = []
         self.zip_removes: list[str] = []
         self.state_changed = False
-        self.final = {}  # participant -> (tree, dirs) the kit holds after the run
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def check_root_ca(self, now):
-        """Fail on an expired root CA, warn on one about to expire, and list stale certificates."""
-        if not self.old_state:
-            return
-        from cryptography import x509
-
-        state = json.loads(self.old_state)
-        root = x509.load_pem_x509_certificate(state["root_cert"].encode("ascii"))
-        end = _kit.not_valid_after(root)
-        if end <= now:
-            self.module.fail_json(
-                msg=f"root CA of project {self.name} in {self.state_dir} expired on {end.isoformat()}: "
-                "every kit of the project needs a new CA; provision into a new workspace"
-            )
-        if end - now < datetime.timedelta(days=RENEW_DAYS):
-            self.module.warn(
-                f"root CA of project {self.name} expires on {end.isoformat()}: "
-                "plan a new workspace (a new CA) before then"
-            )
-        self.reissue = stale_subjects(state, self.project, now)
-
-    def _he_digests(self) -> dict:
-        if not self.he:
-            return {}
-        return {n: _sha256(_read_bytes(os.path.join(self.state_dir, n))) for n in HE_STATE_FILES}
-
-    def _listing(self, folder, suffix=""):
-        if not os.path.isdir(folder):
-            return []
-        return sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.endswith(suffix))
-
-    def unchanged_since_last_run(self) -> bool:
-        """True when the manifest proves that provisioning again would change nothing."""
-        try:
-            with open(self.manifest_path) as f:
-                manifest = json.load(f)
-        except (OSError, ValueError):
-            return False
-        expect = {
-            "version": self.MANIFEST_VERSION,
-            "nvflare": NVFLARE_VERSION,
-            "project_yml": _sha256(self.wanted_yml),
-            "cert_json": _sha256(self.old_state),
-            "he": self._he_digests(),
-        }
-        if any(manifest.get(k) != v for k, v in expect.items()) or self.reissue:
-            return False
-        if self.old_yml != self.wanted_yml or self._listing(self.kits_dir) != sorted(self.participants):
-            return False
-        kits, zips = manifest.get("kits", {}), manifest.get("zips", {})
-        for part in self.participants:
-            path = os.path.join(self.kits_dir, part)
-            tree = _kit.read_tree(path)
-            if kits.get(part) != _kit.tree_digest(tree):
-                return False
-            self.final[part] = (tree, _kit.list_dirs(path))
-        want_zips = sorted(part + ".zip" for part in self.participants) if self.want_zips else []
-        if self._listing(self.zips_dir, ".zip") != want_zips:
-            return False
-        for part in self.participants if self.want_zips else []:
-            path = os.path.join(self.zips_dir, part + ".zip")
-            entry = zips.get(part) or {}
-            if entry.get("sha256") != _kit.file_sha256(path) or entry.get("kit") != kits.get(part):
-                return False
-            if entry.get("encrypted", True) != bool(self.pin):
-                return False
-            if self.pin and not _kit.zip_pin_ok(path, self.pin):
-                return False
-        return True
-
-    # -- planning ------------------------------------------------------------------------------
-
-    def plan(self, tmp_root: str):
-        """Provision into TMP_ROOT and compare the result with the workspace."""
-        self.new_kits, self.new_state_dir = provision_into(
-            tmp_root, self.project, self.state_dir, self.he, self.reissue
-        )
-        for part in self.participants:
-            new_path = os.path.join(self.new_kits, part)
-            new_tree = _kit.read_tree(new_path)
-            old_path = os.path.join(self.kits_dir, part)
-            old_tree = _kit.read_tree(old_path) if os.path.isdir(old_path) else None
-            if old_tree is None:
-                self.created.append(part)
-                self.final[part] = (new_tree, _kit.list_dirs(new_path))
-            elif _kit.same_kit(old_tree, new_tree):
-                self.final[part] = (old_tree, _kit.list_dirs(old_path))
-            else:
-                self.updated.append(part)
-                self.final[part] = (new_tree, _kit.list_dirs(new_path))
-        self.removed = [d for d in self._listing(self.kits_dir) if d not in self.participants]
-
-        existing = self._listing(self.zips_dir, ".zip")
-        if self.want_zips:
-            try:
-                with open(self.manifest_path) as f:
-                    known = json.load(f).get("zips", {})
-            except (OSError, ValueError):
-                known = {}
-            for part in self.participants:
-                if part in self.created or part in self.updated or not self._zip_current(part, known.get(part)):
-                    self.zip_writes.append(part)
-            self.zip_removes = [z for z in existing if z[:-4] not in self.participants]
-        else:
-            self.zip_removes = existing
-
-        self.new_state = _read_bytes(os.path.join(self.new_state_dir, "cert.json"))
-        self.state_changed = self.new_state != self.old_state or any(
-            _read_bytes(os.path.join(self.new_state_dir, n)) != _read_bytes(os.path.join(self.state_dir, n))
-            for n in (HE_STATE_FILES if self.he else ())
-        )
-
-    def _zip_current(self, part: str, known: dict | None) -> bool:
-        """Whether the zip of PART opens with the PIN and holds the kit as it stands."""
-        path = os.path.join(self.zips_dir, part + ".zip")
-        tree = self.final[part][0]
-        if (
-            known
-            and known.get("sha256") == _kit.file_sha256(path)
-            and known.get("kit") == _kit.tree_digest(tree)
-            and known.get("encrypted", True) == bool(self.pin)
-        ):
-            # The zip is the one the last run wrote for this very kit: only the PIN is in question.
-            return not self.pin or _kit.zip_pin_ok(path, self.pin)
-        try:
-            kit = _kit.read_zip(path, self.pin)
-        except _kit.KitError:
-            return False
-        if any(bool(info.flag_bits & 0x1) != bool(self.pin) for info in _zip_infos(path) if not info.is_dir()):
-            return False  # encrypted where a plain zip is wanted, or the other way round
-        return _kit.digest(kit.files) == _kit.digest({k: v[0] for k, v in tree.items()})
+        self.new_state = ws.old_state
+        self.new_kits = self.new_state_dir = None
+        self.final = final or {}  # participant -> (tree, dirs) the kit holds after the run
 
     @property
     def yml_changed(self) -> bool:
-        return self.old_yml != self.wanted_yml
+        return self.ws.old_yml != self.ws.wanted_yml
 
     @property
     def changed(self) -> bool:
@@ -707,108 +690,147 @@ class Workspace:
             or self.zip_removes
         )
 
-    # -- writing -------------------------------------------------------------------------------
+    def plan(self, tmp_root: str, manifest: Manifest) -> None:
+        """Provision into TMP_ROOT and compare the result with the workspace."""
+        ws = self.ws
+        self.new_kits, self.new_state_dir = provision_into(tmp_root, ws.project, ws.state_dir, ws.he, self.reissue)
+        self._compare_kits()
+        self._plan_zips(manifest.known_zips())
+        self.new_state = _files.read_bytes(os.path.join(self.new_state_dir, "cert.json"))
+        self.state_changed = self.new_state != ws.old_state or any(
+            _files.read_bytes(os.path.join(self.new_state_dir, n)) != _files.read_bytes(ws.state_file(n))
+            for n in (HE_STATE_FILES if ws.he else ())
+        )
 
-    def commit(self, tmp_root: str):
-        os.makedirs(self.state_dir, 0o700, exist_ok=True)
-        # 1. The CA state first: kits written later can always be rebuilt from it.
-        if self.new_state != self.old_state:
-            _kit.write_atomic(os.path.join(self.state_dir, "cert.json"), self.new_state, 0o600)
-        for n in HE_STATE_FILES if self.he else ():
-            blob = _read_bytes(os.path.join(self.new_state_dir, n))
-            if blob is not None and blob != _read_bytes(os.path.join(self.state_dir, n)):
-                _kit.write_atomic(os.path.join(self.state_dir, n), blob, 0o600)
-        # 2. The kits, each swapped in with renames.
-        os.makedirs(self.kits_dir, 0o700, exist_ok=True)
-        for part in self.created + self.updated:
-            _replace_dir(os.path.join(self.new_kits, part), os.path.join(self.kits_dir, part), tmp_root)
-        for part in self.removed:
-            shutil.rmtree(os.path.join(self.kits_dir, part))
-        # 3. The zips.
-        if self.zip_writes:
-            os.makedirs(self.zips_dir, 0o700, exist_ok=True)
-        for part in self.zip_writes:
-            files, dirs = self.final[part]
-            _kit.write_atomic(os.path.join(self.zips_dir, part + ".zip"), _kit.zip_bytes(files, self.pin, dirs), 0o600)
-        for z in self.zip_removes:
-            os.unlink(os.path.join(self.zips_dir, z))
-        # 4. project.yml: it says what the workspace holds.
-        if self.yml_changed:
-            _kit.write_atomic(self.yml_path, self.wanted_yml, 0o644)
-        self.old_state = self.new_state
+    def _compare_kits(self) -> None:
+        ws = self.ws
+        for part in ws.participants:
+            new_path, old_path = os.path.join(self.new_kits, part), ws.kit_path(part)
+            new_tree = _kit.read_tree(new_path)
+            old_tree = _kit.read_tree(old_path) if os.path.isdir(old_path) else None
+            if old_tree is not None and _kit.same_kit(old_tree, new_tree):
+                self.final[part] = (old_tree, _kit.list_dirs(old_path))
+                continue
+            (self.created if old_tree is None else self.updated).append(part)
+            self.final[part] = (new_tree, _kit.list_dirs(new_path))
+        self.removed = [d for d in _listing(ws.kits_dir) if d not in ws.participants]
 
-    def write_manifest(self):
-        """Record what the workspace holds now (bookkeeping: not a change of its own)."""
-        kits = {part: _kit.tree_digest(self.final[part][0]) for part in self.participants}
-        manifest = {
-            "version": self.MANIFEST_VERSION,
-            "nvflare": NVFLARE_VERSION,
-            "project_yml": _sha256(self.wanted_yml),
-            "cert_json": _sha256(self.new_state),
-            "he": self._he_digests(),
-            "kits": kits,
-            "zips": {
-                part: {
-                    "sha256": _kit.file_sha256(os.path.join(self.zips_dir, part + ".zip")),
-                    "kit": kits[part],
-                    "encrypted": bool(self.pin),
-                }
-                for part in (self.participants if self.want_zips else ())
-            },
-        }
-        data = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
-        if data != _read_bytes(self.manifest_path):
-            os.makedirs(self.state_dir, 0o700, exist_ok=True)
-            _kit.write_atomic(self.manifest_path, data, 0o600)
-
-    def root_ca_sha256(self) -> str | None:
-        if not self.new_state:
-            return None
-        return _kit.pem_sha256(json.loads(self.new_state)["root_cert"].encode("ascii"), "root CA")
+    def _plan_zips(self, known: dict) -> None:
+        ws = self.ws
+        existing = _listing(ws.zips_dir, ".zip")
+        if not ws.want_zips:
+            self.zip_removes = existing
+            return
+        for part in ws.participants:
+            fresh = part not in self.created and part not in self.updated
+            if not fresh or not zip_current(ws.zip_path(part), self.final[part][0], ws.pin, known.get(part)):
+                self.zip_writes.append(part)
+        self.zip_removes = [z for z in existing if z[:-4] not in ws.participants]
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            workspace=dict(type="path", required=True),
-            name=dict(type="str", required=True),
-            server=dict(
-                type="dict",
-                required=True,
-                options=dict(
-                    name=dict(type="str", required=True),
-                    org=dict(type="str", required=True),
-                    fed_learn_port=dict(type="int", default=8002),
-                    admin_port=dict(type="int", default=8003),
-                ),
+def commit(ws: Workspace, changes: Changes, tmp_root: str) -> None:
+    """Write CHANGES into the workspace, the CA state first: kits written later can always be
+    rebuilt from it."""
+    os.makedirs(ws.state_dir, 0o700, exist_ok=True)
+    if changes.new_state != ws.old_state:
+        _files.write_atomic(ws.state_file("cert.json"), changes.new_state, 0o600)
+    for n in HE_STATE_FILES if ws.he else ():
+        blob = _files.read_bytes(os.path.join(changes.new_state_dir, n))
+        if blob is not None and blob != _files.read_bytes(ws.state_file(n)):
+            _files.write_atomic(ws.state_file(n), blob, 0o600)
+    # The kits, each swapped in with renames.
+    os.makedirs(ws.kits_dir, 0o700, exist_ok=True)
+    for part in changes.created + changes.updated:
+        _files.replace_dir(os.path.join(changes.new_kits, part), ws.kit_path(part), tmp_root)
+    for part in changes.removed:
+        shutil.rmtree(ws.kit_path(part))
+    if changes.zip_writes:
+        os.makedirs(ws.zips_dir, 0o700, exist_ok=True)
+    for part in changes.zip_writes:
+        files, dirs = changes.final[part]
+        _files.write_atomic(ws.zip_path(part), _kit.zip_bytes(files, ws.pin, dirs), 0o600)
+    for z in changes.zip_removes:
+        os.unlink(os.path.join(ws.zips_dir, z))
+    # project.yml last: it says what the workspace holds.
+    if changes.yml_changed:
+        _files.write_atomic(ws.yml_path, ws.wanted_yml, 0o644)
+
+
+@contextlib.contextmanager
+def workspace_lock(ws_path: str, check_mode: bool):
+    """Create the workspace (mode 0700) and hold its lock: one run at a time per workspace.
+    A first run that fails leaves no half-made workspace behind. Check mode neither creates nor locks."""
+    made = not os.path.lexists(ws_path)
+    lock = None
+    done = False
+    try:
+        if not check_mode:
+            os.makedirs(ws_path, 0o700, exist_ok=True)
+            if fcntl is not None:
+                # Opening without truncating keeps the file untouched.
+                lock = os.open(os.path.join(ws_path, ".provision.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+        done = True
+    finally:
+        if lock is not None:
+            os.close(lock)
+        if not done and made and not check_mode:
+            shutil.rmtree(ws_path, ignore_errors=True)
+
+
+def provision(ws: Workspace, check_mode: bool) -> tuple[Changes, list[str]]:
+    """Bring the workspace to the project (in check mode: find what that would change).
+    Returns the changes and warnings for the user."""
+    reissue, warnings = check_root_ca(ws, datetime.datetime.now(datetime.timezone.utc))
+    manifest = Manifest(ws)
+    final = manifest.unchanged(reissue)
+    changes = Changes(ws, reissue, final)
+    if final is not None:
+        return changes, warnings
+    tmp_root = tempfile.mkdtemp(prefix=".provision-", dir=None if check_mode else ws.root)
+    try:
+        changes.plan(tmp_root, manifest)
+        if changes.changed and not check_mode:
+            commit(ws, changes, tmp_root)
+        if not check_mode:
+            manifest.write(changes.final, changes.new_state)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return changes, warnings
+
+
+def _list_of(**options) -> dict:
+    return dict(type="list", elements="dict", default=[], options=options)
+
+
+def argument_spec() -> dict:
+    required_str = dict(type="str", required=True)
+    return dict(
+        workspace=dict(type="path", required=True),
+        name=required_str,
+        server=dict(
+            type="dict",
+            required=True,
+            options=dict(
+                name=required_str,
+                org=required_str,
+                fed_learn_port=dict(type="int", default=8002),
+                admin_port=dict(type="int", default=8003),
             ),
-            sites=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(
-                    name=dict(type="str", required=True),
-                    org=dict(type="str", required=True),
-                    num_of_gpus=dict(type="int"),
-                    mem_per_gpu_in_GiB=dict(type="int"),
-                ),
-            ),
-            admins=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(
-                    email=dict(type="str", required=True),
-                    org=dict(type="str", required=True),
-                    role=dict(type="str", required=True),
-                ),
-            ),
-            he=dict(type="bool", default=False),
-            pin=dict(type="str", no_log=True),
-            zip=dict(type="bool", default=False),
         ),
-        supports_check_mode=True,
+        sites=_list_of(
+            name=required_str, org=required_str, num_of_gpus=dict(type="int"), mem_per_gpu_in_GiB=dict(type="float")
+        ),
+        admins=_list_of(email=required_str, org=required_str, role=required_str),
+        he=dict(type="bool", default=False),
+        pin=dict(type="str", no_log=True),
+        zip=dict(type="bool", default=False),
     )
+
+
+def check_requirements(module: AnsibleModule) -> None:
+    """Fail the module on invalid names or a missing library, before anything is written."""
     p = module.params
     errors = validate(p)
     if errors:
@@ -832,72 +854,58 @@ def main():
                 + ". Install it into the Python that runs this module (pip install tenseal), or set he: false.",
                 exception=traceback.format_exc(),
             )
-
     ws_path = p["workspace"]
     if os.path.lexists(ws_path) and not os.path.isdir(ws_path):
         module.fail_json(msg=f"workspace {ws_path} exists and is not a folder: choose another workspace")
-    project = project_dict(p)
-    lock = None
-    tmp_root = None
-    made_ws = not os.path.lexists(ws_path)
-    done = False
-    try:
-        if not module.check_mode:
-            os.makedirs(ws_path, 0o700, exist_ok=True)
-            if fcntl is not None:
-                # One run at a time per workspace; opening without truncating keeps the file untouched.
-                lock = os.open(os.path.join(ws_path, ".provision.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-        ws = Workspace(module, project, p["he"], p["pin"], p["zip"])
-        ws.check_root_ca(datetime.datetime.now(datetime.timezone.utc))
-        if not ws.unchanged_since_last_run():
-            tmp_root = tempfile.mkdtemp(prefix=".provision-", dir=None if module.check_mode else ws_path)
-            ws.plan(tmp_root)
-            if ws.changed and not module.check_mode:
-                ws.commit(tmp_root)
-            if not module.check_mode:
-                ws.write_manifest()
-        # Before the first real run there is no CA yet; check mode's was a throwaway.
-        root_sha = ws.root_ca_sha256() if (ws.old_state or not module.check_mode) else None
-        done = True
-    except ProvisionError as e:
-        module.fail_json(msg=f"provisioning project {p['name']} with NVFlare failed: {e}")
-    except (OSError, ValueError, KeyError, _kit.KitError) as e:
-        module.fail_json(
-            msg=f"provisioning project {p['name']} in {ws_path} failed: {e}: check the workspace",
-            exception=traceback.format_exc(),
-        )
-    finally:
-        if tmp_root and os.path.isdir(tmp_root):
-            shutil.rmtree(tmp_root, ignore_errors=True)
-        if lock is not None:
-            os.close(lock)
-        if not done and made_ws and not module.check_mode:
-            # A first run that failed leaves no half-made workspace behind.
-            shutil.rmtree(ws_path, ignore_errors=True)
 
+
+def result_of(ws: Workspace, changes: Changes, root_sha: str | None, diff: bool) -> dict:
     result = {
-        "changed": ws.changed,
-        "kits": {part: os.path.join(ws.kits_dir, part) for part in ws.participants},
+        "changed": changes.changed,
+        "kits": {part: ws.kit_path(part) for part in ws.participants},
         "root_ca_sha256": root_sha,
         "project_yml": ws.yml_path,
         "changes": {
-            "created": ws.created,
-            "updated": ws.updated,
-            "removed": ws.removed,
-            "reissued": sorted(ws.reissue),
+            "created": changes.created,
+            "updated": changes.updated,
+            "removed": changes.removed,
+            "reissued": sorted(changes.reissue),
         },
     }
     if ws.want_zips:
-        result["zips"] = {part: os.path.join(ws.zips_dir, part + ".zip") for part in ws.participants}
-    if module._diff:
+        result["zips"] = {part: ws.zip_path(part) for part in ws.participants}
+    if diff:
         result["diff"] = {
             "before_header": ws.yml_path,
             "after_header": ws.yml_path,
             "before": ws.old_yml.decode("utf-8") if ws.old_yml else "",
             "after": ws.wanted_yml.decode("utf-8"),
         }
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    check_requirements(module)
+    p = module.params
+    try:
+        with workspace_lock(p["workspace"], module.check_mode):
+            ws = Workspace(p, project_dict(p))
+            changes, warnings = provision(ws, module.check_mode)
+            # Before the first real run there is no CA yet; check mode's was a throwaway.
+            root_sha = ws.root_ca_sha256(changes.new_state) if (ws.old_state or not module.check_mode) else None
+    except WorkspaceError as e:
+        module.fail_json(msg=str(e))
+    except ProvisionError as e:
+        module.fail_json(msg=f"provisioning project {p['name']} with NVFlare failed: {e}")
+    except (OSError, ValueError, KeyError, _kit.KitError) as e:
+        module.fail_json(
+            msg=f"provisioning project {p['name']} in {p['workspace']} failed: {e}: check the workspace",
+            exception=traceback.format_exc(),
+        )
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result_of(ws, changes, root_sha, module._diff))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import cert_identity, kit_fingerprint
+from ansible_collections.federated.nvflare.plugins.module_utils._kit import cert_identity, kit_fingerprint
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
