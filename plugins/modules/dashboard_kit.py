@@ -120,6 +120,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.federated.nvflare.plugins.module_utils import _files, _kit, _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     DashboardClient,
+    DashboardError,
     dashboard_argument_spec,
     is_approved,
 )
@@ -284,11 +285,13 @@ def main():
         module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         validate(module.params)
-        client = DashboardClient(module)
+        client = DashboardClient(module, raise_errors=True)
         client.login()
         result = ensure_kit(module, client)
     except KitDownloadError as e:
         module.fail_json(msg=str(e))
+    except DashboardError as e:
+        module.fail_json(msg=e.msg, **e.result)
     module.exit_json(**result)
 
 
