@@ -109,19 +109,24 @@ options:
     type: dict
     suboptions:
       data_dir:
-        description: Server only. Folder for job and snapshot storage (instead of C(/tmp/nvflare)).
+        description:
+          - Server only. Folder for job and snapshot storage (instead of C(/tmp/nvflare)).
         type: path
       max_jobs:
-        description: Server only. Jobs the server runs at the same time.
+        description:
+          - Server only. Jobs the server runs at the same time.
         type: int
       num_of_gpus:
-        description: Client only. GPUs the site offers to jobs.
+        description:
+          - Client only. GPUs the site offers to jobs.
         type: int
       mem_per_gpu_in_GiB:
-        description: Client only. Memory per GPU, in GiB.
+        description:
+          - Client only. Memory per GPU, in GiB; a fraction such as V(7.5) is allowed.
         type: float
       class_allow_list:
-        description: Classes to add to the allow-list NVFlare 2.9 enforces for jobs without custom code.
+        description:
+          - Classes to add to the allow-list NVFlare 2.9 enforces for jobs without custom code.
         type: list
         elements: str
         default: []
@@ -243,7 +248,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _kit, _resources
+from ansible_collections.federated.nvflare.plugins.module_utils import _files, _kit, _resources
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -276,6 +281,7 @@ class Plan:
         self.removed: list[str] = []
         self.writes: list[str] = []  # files outside startup/ to (re)write
         self.attr_fixes: list[str] = []  # existing paths whose mode/owner only must change
+        self.missing_dirs: list[str] = []  # kit folders dest lacks that no write creates
         self.startup_content_changed = False
         self.before_lines: list[str] = []
         self.after_lines: list[str] = []
@@ -297,67 +303,79 @@ class Plan:
         return f"{rel} sha256:{hashlib.sha256(data).hexdigest()[:16]} mode {mode:04o}{owner}"
 
     def _compute(self):
-        kit, dest = self.kit, self.dest
-        if os.path.lexists(dest) and not self.exists:
-            raise _kit.KitError(f"dest {dest} exists and is not a folder: remove it or choose another dest")
-        for rel in sorted(kit.files):
-            data = kit.files[rel]
-            mode = _kit.file_mode(rel)
-            want_line = self._line(rel, data, mode)
-            path = os.path.join(dest, rel)
-            st = os.lstat(path) if self.exists and os.path.lexists(path) else None
-            if st is None:
-                self.added.append(rel)
-                self.after_lines.append(want_line)
-                if not rel.startswith("startup/"):
-                    self.writes.append(rel)
-                else:
-                    self.startup_content_changed = True
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                if rel.startswith("startup/"):
-                    self.modified.append(rel)
-                    self.startup_content_changed = True
-                    self.before_lines.append(f"{rel} (not a regular file)")
-                    self.after_lines.append(want_line)
-                    continue
+        if os.path.lexists(self.dest) and not self.exists:
+            raise _kit.KitError(f"dest {self.dest} exists and is not a folder: remove it or choose another dest")
+        for rel in sorted(self.kit.files):
+            self._compare_file(rel)
+        self._compare_startup_leftovers()
+        if self.startup_content_changed:
+            # startup/ is swapped as a whole: the attribute fixes inside it come with it.
+            self.attr_fixes = [r for r in self.attr_fixes if not r.startswith("startup/")]
+        self._compare_dirs()
+        if self.resources is not None:
+            self._compute_resources()
+
+    def _content_changes(self, rel):
+        """Record that REL's content changes: startup/ is rebuilt, other files are (re)written."""
+        if rel.startswith("startup/"):
+            self.startup_content_changed = True
+        else:
+            self.writes.append(rel)
+
+    def _compare_file(self, rel):
+        data = self.kit.files[rel]
+        mode = _kit.file_mode(rel)
+        want_line = self._line(rel, data, mode)
+        path = os.path.join(self.dest, rel)
+        st = os.lstat(path) if self.exists and os.path.lexists(path) else None
+        if st is None:
+            self.added.append(rel)
+            self.after_lines.append(want_line)
+            self._content_changes(rel)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            if not rel.startswith("startup/"):
                 raise _kit.KitError(f"{path} is not a regular file where the kit has one: move it away and run again")
-            if _kit.install_policy(rel) == "keep":
-                # The host's own copy wins; it is not the module's to compare.
-                continue
-            with open(path, "rb") as f:
-                have = f.read()
-            self.before_lines.append(self._line(rel, have, stat.S_IMODE(st.st_mode), st))
-            if have != data:
-                self.modified.append(rel)
-                self.after_lines.append(want_line)
-                if rel.startswith("startup/"):
-                    self.startup_content_changed = True
-                else:
-                    self.writes.append(rel)
-            elif stat.S_IMODE(st.st_mode) != mode or self._owner_differs(st):
-                self.modified.append(rel)
-                self.attr_fixes.append(rel)
-                self.after_lines.append(want_line)
-            else:
-                self.after_lines.append(want_line)
-        startup = os.path.join(dest, "startup")
+            self.modified.append(rel)
+            self.startup_content_changed = True
+            self.before_lines.append(f"{rel} (not a regular file)")
+            self.after_lines.append(want_line)
+            return
+        if _kit.install_policy(rel) == "keep":
+            return  # The host's own copy wins; it is not the module's to compare.
+        with open(path, "rb") as f:
+            have = f.read()
+        self.before_lines.append(self._line(rel, have, stat.S_IMODE(st.st_mode), st))
+        self.after_lines.append(want_line)
+        if have != data:
+            self.modified.append(rel)
+            self._content_changes(rel)
+        elif stat.S_IMODE(st.st_mode) != mode or self._owner_differs(st):
+            self.modified.append(rel)
+            self.attr_fixes.append(rel)
+
+    def _compare_startup_leftovers(self):
+        """Files in dest's startup/ that the kit does not have: startup/ is replaced as a whole."""
+        startup = os.path.join(self.dest, "startup")
         if self.exists and os.path.isdir(startup) and not os.path.islink(startup):
             for rel, (data, mode) in sorted(_kit.read_tree(startup).items()):
                 full = "startup/" + rel
-                if full not in kit.files:
+                if full not in self.kit.files:
                     self.removed.append(full)
                     self.startup_content_changed = True
                     self.before_lines.append(self._line(full, data, mode))
         elif self.exists and os.path.lexists(startup):
             self.startup_content_changed = True
-        if self.startup_content_changed:
-            # startup/ is swapped as a whole: the attribute fixes inside it come with it.
-            self.attr_fixes = [r for r in self.attr_fixes if not r.startswith("startup/")]
-        # Folders: dest and the kit's folders must exist and, when owner/group are set, be owned.
-        for rel in [""] + sorted(kit.dirs):
-            path = os.path.join(dest, rel) if rel else dest
-            if not self.exists or not os.path.lexists(path):
+
+    def _compare_dirs(self):
+        """Dest and the kit's folders must exist and, when owner/group are set, be owned."""
+        if not self.exists:
+            return
+        for rel in [""] + sorted(self.kit.dirs):
+            path = os.path.join(self.dest, rel) if rel else self.dest
+            if not os.path.lexists(path):
+                if rel and rel != "startup" and not any(w.startswith(rel + "/") for w in self.writes):
+                    self.missing_dirs.append(rel + "/")
                 continue
             st = os.lstat(path)
             if not stat.S_ISDIR(st.st_mode):
@@ -367,12 +385,7 @@ class Plan:
             if self._owner_differs(st) and not (rel == "startup" and self.startup_content_changed):
                 self.attr_fixes.append(rel)
                 self.modified.append(rel + "/" if rel else "./")
-        missing_dirs = [d for d in sorted(kit.dirs) if self.exists and not os.path.lexists(os.path.join(dest, d))]
-        for d in missing_dirs:
-            if d != "startup" and not any(w.startswith(d + "/") for w in self.writes):
-                self.added.append(d + "/")
-        if self.resources is not None:
-            self._compute_resources()
+        self.added.extend(self.missing_dirs)
 
     def _compute_resources(self):
         rel = _resources.RESOURCES
@@ -452,52 +465,48 @@ class Plan:
             stage_parent = dest  # dest is a mount point: renames must stay inside it
         stage = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.kit-", dir=stage_parent)
         try:
-            if not self.exists:
-                self._build_tree(stage)
-                if self.resources_changed:
-                    tmp = self._stage_resources(stage)
-                    self._makedirs_in_tree(stage, os.path.dirname(_resources.RESOURCES))
-                    os.rename(tmp, os.path.join(stage, _resources.RESOURCES))
-                os.chmod(stage, _kit.DIR_MODE)
-                self._own(stage)
-                os.rename(stage, dest)
-                return
-            # 1. Write everything new into the staging folder; dest is not touched yet.
-            if self.startup_content_changed:
-                self._build_tree(stage, "startup")
-            staged = []
-            for i, rel in enumerate(self.writes):
-                tmp = os.path.join(stage, f"f{i}")
-                self._write_file(tmp, rel)
-                staged.append((tmp, rel))
-            if self.resources_changed:
-                staged.append((self._stage_resources(stage), _resources.RESOURCES))
-            # 2. Move it in with renames.
-            if self.startup_content_changed:
-                live = os.path.join(dest, "startup")
-                old = os.path.join(stage, "old-startup")
-                had_old = os.path.lexists(live)
-                if had_old:
-                    os.rename(live, old)
-                try:
-                    os.rename(os.path.join(stage, "startup"), live)
-                except OSError:
-                    if had_old:
-                        os.rename(old, live)
-                    raise
-            for d in sorted(self.kit.dirs):
-                self._makedirs_in_dest(d)
-            for tmp, rel in staged:
-                self._makedirs_in_dest(os.path.dirname(rel))
-                os.replace(tmp, os.path.join(dest, rel))
-            for rel in self.attr_fixes:
-                path = os.path.join(dest, rel) if rel else dest
-                if rel in self.kit.files:
-                    os.chmod(path, _kit.file_mode(rel))
-                self._own(path)
+            if self.exists:
+                self._update(stage, dest)
+            else:
+                self._install_new(stage, dest)
         finally:
             if os.path.lexists(stage):
                 shutil.rmtree(stage, ignore_errors=True)
+
+    def _install_new(self, stage, dest):
+        """Build the whole kit in STAGE and rename it to DEST."""
+        self._build_tree(stage)
+        if self.resources_changed:
+            tmp = self._stage_resources(stage)
+            self._makedirs_in_tree(stage, os.path.dirname(_resources.RESOURCES))
+            os.rename(tmp, os.path.join(stage, _resources.RESOURCES))
+        os.chmod(stage, _kit.DIR_MODE)
+        self._own(stage)
+        os.rename(stage, dest)
+
+    def _update(self, stage, dest):
+        """Write everything new into STAGE (DEST is not touched yet), then move it in with renames."""
+        if self.startup_content_changed:
+            self._build_tree(stage, "startup")
+        staged = []
+        for i, rel in enumerate(self.writes):
+            tmp = os.path.join(stage, f"f{i}")
+            self._write_file(tmp, rel)
+            staged.append((tmp, rel))
+        if self.resources_changed:
+            staged.append((self._stage_resources(stage), _resources.RESOURCES))
+        if self.startup_content_changed:
+            _files.replace_dir(os.path.join(stage, "startup"), os.path.join(dest, "startup"), stage)
+        for d in sorted(self.kit.dirs):
+            self._makedirs_in_dest(d)
+        for tmp, rel in staged:
+            self._makedirs_in_dest(os.path.dirname(rel))
+            os.replace(tmp, os.path.join(dest, rel))
+        for rel in self.attr_fixes:
+            path = os.path.join(dest, rel) if rel else dest
+            if rel in self.kit.files:
+                os.chmod(path, _kit.file_mode(rel))
+            self._own(path)
 
 
 def _wanted_resources(kit, settings):
@@ -519,72 +528,40 @@ def _wanted_resources(kit, settings):
     return _resources.render(_resources.local_resources(parsed, **settings))
 
 
-def _absent(module, dest):
+def absent(dest: str, check_mode: bool, diff: bool) -> dict:
+    """Remove the kit folder DEST; the result. Raises KitError when it cannot."""
     exists = os.path.lexists(dest)
     result = {"changed": exists, "dest": dest}
-    if module._diff:
+    if diff:
         result["diff"] = {
             "before": {"path": dest, "state": "directory" if exists else "absent"},
             "after": {"path": dest, "state": "absent"},
         }
-    if exists and not module.check_mode:
-        if os.path.abspath(dest) == "/":
-            module.fail_json(msg="refusing to remove / as a kit folder: check dest", **result)
-        try:
-            if os.path.islink(dest) or not os.path.isdir(dest):
-                os.unlink(dest)
-            else:
-                shutil.rmtree(dest)
-        except OSError as e:
-            module.fail_json(msg=f"cannot remove kit folder {dest}: {e}", **result)
-    module.exit_json(**result)
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="path"),
-            dest=dict(type="path", required=True),
-            pin=dict(type="str", no_log=True),
-            participant=dict(type="str"),
-            type=dict(type="str", choices=["server", "client", "admin"]),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            resources=dict(
-                type="dict",
-                options=dict(
-                    data_dir=dict(type="path"),
-                    max_jobs=dict(type="int"),
-                    num_of_gpus=dict(type="int"),
-                    mem_per_gpu_in_GiB=dict(type="float"),
-                    class_allow_list=dict(type="list", elements="str", default=[]),
-                ),
-            ),
-        ),
-        required_if=[("state", "present", ("src", "participant", "type"))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    dest = os.path.abspath(p["dest"])
-    if p["state"] == "absent":
-        _absent(module, dest)
-    if not _kit.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
-
+    if not exists or check_mode:
+        return result
+    if os.path.abspath(dest) == "/":
+        raise _kit.KitError("refusing to remove / as a kit folder: check dest")
     try:
-        uid = _resolve(p["owner"], lambda n: pwd.getpwnam(n).pw_uid, "owner")
-        gid = _resolve(p["group"], lambda n: grp.getgrnam(n).gr_gid, "group")
-        kit = _kit.load_kit(p["src"], p["pin"])
-        _kit.check_layout(kit, p["type"])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        info = _kit.verify_identity(kit, p["type"], p["participant"], now)
-        plan = Plan(kit, dest, uid, gid, _wanted_resources(kit, p["resources"]))
-    except _kit.KitError as e:
-        module.fail_json(msg=str(e), dest=dest)
+        if os.path.islink(dest) or not os.path.isdir(dest):
+            os.unlink(dest)
+        else:
+            shutil.rmtree(dest)
     except OSError as e:
-        module.fail_json(msg="cannot read kit {} or dest {}: {}".format(p["src"], dest, e), dest=dest)
+        raise _kit.KitError(f"cannot remove kit folder {dest}: {e}") from None
+    return result
 
+
+def inspect(p: dict, dest: str, now: datetime.datetime) -> tuple:
+    """(kit, facts about its certificate, plan) for the options P; raises KitError or OSError."""
+    uid = _resolve(p["owner"], lambda n: pwd.getpwnam(n).pw_uid, "owner")
+    gid = _resolve(p["group"], lambda n: grp.getgrnam(n).gr_gid, "group")
+    kit = _kit.load_kit(p["src"], p["pin"])
+    _kit.check_layout(kit, p["type"])
+    info = _kit.verify_identity(kit, p["type"], p["participant"], now)
+    return kit, info, Plan(kit, dest, uid, gid, _wanted_resources(kit, p["resources"]))
+
+
+def result_of(p: dict, dest: str, kit, info: dict, plan: Plan, diff: bool) -> dict:
     result = {
         "changed": plan.changed,
         "dest": dest,
@@ -598,24 +575,79 @@ def main():
         "digest": _kit.digest(kit.files),
         "changes": {"added": plan.added, "modified": plan.modified, "removed": plan.removed},
     }
-    if module._diff:
+    if diff:
         result["diff"] = {
             "before_header": dest,
             "after_header": "{} (kit of {})".format(p["src"], info["participant"]),
             "before": "".join(line + "\n" for line in sorted(plan.before_lines)),
             "after": "".join(line + "\n" for line in sorted(plan.after_lines)),
         }
+    return result
+
+
+def date_warnings(info: dict, now: datetime.datetime) -> list[str]:
+    """Warnings about a certificate that expires soon or is not valid yet by this host's clock."""
+    warnings = []
     if info["days_left"] < EXPIRY_WARNING_DAYS:
-        module.warn(
-            f"certificate of {info['participant']} expires on {result['not_after']} ({info['days_left']} days left): "
-            "provision or download a new kit and apply it"
+        warnings.append(
+            f"certificate of {info['participant']} expires on {info['not_after'].isoformat()} "
+            f"({info['days_left']} days left): provision or download a new kit and apply it"
         )
     if info["not_before"] > now:
-        module.warn(
-            "certificate of {} is valid only from {}, later than this host's clock ({}): check the host's time".format(
-                info["participant"], info["not_before"].isoformat(), now.isoformat()
-            )
+        warnings.append(
+            f"certificate of {info['participant']} is valid only from {info['not_before'].isoformat()}, "
+            f"later than this host's clock ({now.isoformat()}): check the host's time"
         )
+    return warnings
+
+
+ARGUMENT_SPEC = dict(
+    src=dict(type="path"),
+    dest=dict(type="path", required=True),
+    pin=dict(type="str", no_log=True),
+    participant=dict(type="str"),
+    type=dict(type="str", choices=["server", "client", "admin"]),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    resources=dict(
+        type="dict",
+        options=dict(
+            data_dir=dict(type="path"),
+            max_jobs=dict(type="int"),
+            num_of_gpus=dict(type="int"),
+            mem_per_gpu_in_GiB=dict(type="float"),
+            class_allow_list=dict(type="list", elements="str", default=[]),
+        ),
+    ),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("state", "present", ("src", "participant", "type"))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    dest = os.path.abspath(p["dest"])
+    if p["state"] == "absent":
+        try:
+            module.exit_json(**absent(dest, module.check_mode, module._diff))
+        except _kit.KitError as e:
+            module.fail_json(msg=str(e), changed=os.path.lexists(dest), dest=dest)
+    if not _kit.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        kit, info, plan = inspect(p, dest, now)
+    except _kit.KitError as e:
+        module.fail_json(msg=str(e), dest=dest)
+    except OSError as e:
+        module.fail_json(msg="cannot read kit {} or dest {}: {}".format(p["src"], dest, e), dest=dest)
+    result = result_of(p, dest, kit, info, plan, module._diff)
+    for warning in date_warnings(info, now):
+        module.warn(warning)
     if plan.changed and not module.check_mode:
         try:
             plan.apply()
