@@ -35,6 +35,8 @@ COLLECTIONS = ROOT / ".venv" / "collections"
 PROJECT = "fedtest"
 SITES = ("site-1", "site-2")
 ADMIN = "admin@nvidia.com"
+# The reference job the admin role submits by default (its admin_job_src).
+SPLEEN_JOB_SRC = ROOT / "examples" / "jobs" / "spleen_ct_segmentation"
 START_TIMEOUT = 90
 MODULE_TIMEOUT = 300
 
@@ -66,20 +68,19 @@ def run_module(name: str, args: dict, workdir: Path, check_mode: bool = False, t
 
 
 def render_spleen_jobs(jobs: dict, workdir: Path) -> dict:
-    """Lay out the MONAI spleen job the way the admin role does: the role's files, its rendered templates.
+    """Lay out the MONAI spleen job the way the admin role does: the job's files, its rendered templates.
 
     JOBS maps a destination folder to the template variables for it; one ansible-playbook run
     renders them all (Ansible's start-up is the slow part). Returns {destination: Path}.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    files = ROOT / "roles" / "admin" / "files" / "jobs" / "spleen_ct_segmentation"
-    templates = ROOT / "roles" / "admin" / "templates" / "jobs" / "spleen_ct_segmentation"
-    rendered = sorted(str(p.relative_to(templates))[: -len(".j2")] for p in templates.rglob("*.j2"))
+    source = SPLEEN_JOB_SRC
+    rendered = sorted(str(p.relative_to(source))[: -len(".j2")] for p in source.rglob("*.j2"))
     plays = []
     for dest, variables in jobs.items():
-        # The role copies the static files and creates the folders; plain Python does the same
+        # The role copies the other files and creates the folders; plain Python does the same
         # here, faster. The templates go through ansible.builtin.template, as in the role.
-        shutil.copytree(files, dest, dirs_exist_ok=True)
+        shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.j2", "__pycache__", ".*"))
         for folder in {Path(dest, r).parent for r in rendered}:
             folder.mkdir(parents=True, exist_ok=True)
         plays.append(
@@ -92,7 +93,7 @@ def render_spleen_jobs(jobs: dict, workdir: Path) -> dict:
                     {
                         "name": "Render the configs",
                         "ansible.builtin.template": {
-                            "src": f"{templates}/{{{{ item }}}}.j2",
+                            "src": f"{source}/{{{{ item }}}}.j2",
                             "dest": f"{dest}/{{{{ item }}}}",
                             "mode": "0644",
                         },

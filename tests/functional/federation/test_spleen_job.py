@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "roles/admin/files/jobs/spleen_ct_segmentation/app/custom/spleen_train.py"
+JOB = ROOT / "examples/jobs/spleen_ct_segmentation"
+SCRIPT = JOB / "app/custom/spleen_train.py"
 NETWORK = SCRIPT.with_name("spleen_network.py")
-TEMPLATES = ROOT / "roles/admin/templates/jobs/spleen_ct_segmentation"
+TEMPLATES = JOB
 
 
 def _load(name: str, path: Path):
