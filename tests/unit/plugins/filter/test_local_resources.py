@@ -1,38 +1,24 @@
+"""The local_resources filter (and _resources behind it) on the defaults of real kits."""
+
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.federated.nvflare.plugins.filter.local_resources import local_resources
+from ansible_collections.federated.nvflare.plugins.module_utils._resources import gib
+from tests.unit.fixtures.kits import FIXTURES
+
+KITS = FIXTURES / "project_a"
 
 
 @pytest.fixture(scope="module")
-def kit_defaults(tmp_path_factory):
-    """resources.json.default of a real server and client kit from NVFlare's provisioning."""
-    ws = tmp_path_factory.mktemp("prov")
-    (ws / "project.yml").write_text(
-        "api_version: 3\nname: p\ndescription: d\nparticipants:\n"
-        "  - {name: localhost, type: server, org: o, fed_learn_port: 8002, admin_port: 8003}\n"
-        "  - {name: site-1, type: client, org: o}\n"
-        "builders:\n"
-        "  - path: nvflare.lighter.impl.workspace.WorkspaceBuilder\n"
-        "  - path: nvflare.lighter.impl.static_file.StaticFileBuilder\n"
-        "    args: {config_folder: config, scheme: grpc}\n"
-        "  - path: nvflare.lighter.impl.cert.CertBuilder\n"
-    )
-    nvflare = [sys.executable, "-m", "nvflare.cli"]
-    subprocess.run(
-        nvflare + ["provision", "-p", str(ws / "project.yml"), "-w", str(ws / "w"), "--force"],
-        check=True,
-        capture_output=True,
-    )
-    kits = ws / "w" / "p" / "prod_00"
+def kit_defaults():
+    """resources.json.default of a server and a client kit from NVFlare's provisioning (ready-made)."""
     return {
-        "server": json.loads((kits / "localhost" / "local" / "resources.json.default").read_text()),
-        "client": json.loads((kits / "site-1" / "local" / "resources.json.default").read_text()),
+        "server": json.loads((KITS / "fl.example.org" / "local" / "resources.json.default").read_text()),
+        "client": json.loads((KITS / "site-1" / "local" / "resources.json.default").read_text()),
     }
 
 
@@ -69,3 +55,9 @@ def test_allow_list_extended_once(kit_defaults):
     res = local_resources(kit_defaults["client"], class_allow_list=extra)
     assert res["class_allow_list"].count("my.pkg.Trainer") == 1
     assert res["class_allow_list"].count("nvflare.app_common.workflows.fedavg.FedAvg") == 1
+
+
+@pytest.mark.parametrize("value, written", [(16, 16), (16.0, 16), ("16", 16), (7.5, 7.5), ("0.5", 0.5)])
+def test_gib_keeps_whole_numbers_whole(value, written):
+    assert gib(value) == written
+    assert type(gib(value)) is type(written)

@@ -1,4 +1,6 @@
-"""federated.nvflare.provision: real provisioning with NVFlare's own builders, no mocks."""
+"""federated.nvflare.provision: real provisioning with NVFlare's own builders run in-process, no mocks.
+
+Adopting a workspace that `nvflare provision` made is tested in tests/functional/kits."""
 
 from __future__ import annotations
 
@@ -289,19 +291,6 @@ def test_role_and_org_changes_reissue_only_that_certificate(run_module, tmp_path
     assert site1.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "org_c"
     assert cert(ws, SERVER, "server.crt") == server_cert and cert(ws, "site-2") == site2_cert
     assert run_module("provision", changed)["changed"] is False
-
-
-def test_adopts_a_workspace_of_nvflare_provision(run_module, kits, tmp_path):
-    """A workspace that `nvflare provision` made by hand keeps its CA and certificates."""
-    import shutil
-
-    ws = tmp_path / "workspace"
-    shutil.copytree(kits.root / "project_a" / "ws", ws)
-    old_site1 = (kits.prod / "site-1" / "startup" / "client.crt").read_bytes()
-    res = run_module("provision", dict(spec(ws, sites=("site-1", "site-2")), name="project_a"))
-    assert not res.failed, res
-    assert res["root_ca_sha256"] == fingerprint((kits.prod / "site-1" / "startup" / "rootCA.pem").read_bytes())
-    assert cert(ws, "site-1") == old_site1
 
 
 BAD = [
