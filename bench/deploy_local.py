@@ -83,8 +83,15 @@ class Run:
         )
         elapsed = time.monotonic() - t0
         if proc.returncode != 0:
-            sys.exit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+            sys.exit(f"{name} failed ({self.hosts}):\n{failures(proc.stdout)}\n{proc.stderr[-2000:]}")
         return elapsed, proc.stdout
+
+
+def failures(output: str) -> str:
+    """The failed tasks of a playbook's output, each with its task header, and the recap."""
+    blocks = re.split(r"\n(?=TASK \[|PLAY RECAP)", output)
+    failed = [b for b in blocks if re.search(r"^(fatal|failed):", b, re.M) or b.startswith("PLAY RECAP")]
+    return "\n".join(failed)[-6000:] or output[-3000:]
 
 
 def changed(output: str) -> int:
