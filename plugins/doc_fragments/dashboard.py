@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Connection options shared by every federated.nvflare.dashboard_* module.
+    # Connection options and attributes shared by every federated.nvflare.dashboard_* module.
     DOCUMENTATION = r"""
 options:
   url:
@@ -44,6 +44,20 @@ options:
       - Seconds to wait for each answer of the dashboard. Building a kit takes about a second.
     type: int
     default: 60
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+  action_group:
+    description: Part of the action group C(federated.nvflare.dashboard), so C(module_defaults) can set
+      the connection options (O(url), O(username), O(password), O(ca_path), O(validate_certs), O(timeout))
+      once for every such task.
+    support: N/A
+    membership:
+      - federated.nvflare.dashboard
 notes:
   - The module logs in once per run. The dashboard reads an account's approval and role when
     it logs in, so a change of approval or role takes effect for that account from the next

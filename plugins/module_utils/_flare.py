@@ -26,11 +26,13 @@ import tempfile
 import time
 import traceback
 
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 try:
-    from nvflare.fuel.flare_api import api_spec as _api_spec
+    from nvflare.fuel.flare_api import api_spec
     from nvflare.fuel.flare_api.flare_api import new_secure_session as _new_secure_session
 except ImportError:  # the modules fail with missing_required_lib()
-    _api_spec = None
+    api_spec = None
     _new_secure_session = None
     NVFLARE_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -51,12 +53,16 @@ TERMINAL_PREFIX = "FINISHED"
 COMPLETED = "FINISHED:COMPLETED"
 CROSS_VAL_RESULTS = os.path.join("workspace", "cross_site_val", "cross_val_results.json")
 
-# Options every module that talks to a server through an admin kit shares.
-CONNECTION_ARGSPEC = dict(
-    admin_kit=dict(type="path", required=True),
-    username=dict(type="str"),
-    connect_timeout=dict(type="float", default=10.0),
-)
+
+def flare_argument_spec(**options) -> dict:
+    """The connection options every FLARE module takes (doc fragment federated.nvflare.flare), plus OPTIONS."""
+    spec = dict(
+        admin_kit=dict(type="path", required=True),
+        username=dict(type="str"),
+        connect_timeout=dict(type="float", default=10.0),
+    )
+    spec.update(options)
+    return spec
 
 
 class FlareError(Exception):
@@ -91,14 +97,22 @@ class AdminKit:
         self.project = admin.get("project_name") or ""
 
 
-def require_nvflare(module) -> None:
-    if not HAS_NVFLARE:
-        from ansible.module_utils.basic import missing_required_lib
+def flare_module(options: dict, seconds: tuple[str, ...], **kwargs) -> AnsibleModule:
+    """The AnsibleModule of a FLARE module, once nvflare imports and every option in SECONDS is positive.
 
+    OPTIONS are the module's own options, next to the shared connection options; KWARGS go to
+    AnsibleModule (required_if, mutually_exclusive, ...). Every FLARE module supports check mode.
+    """
+    module = AnsibleModule(argument_spec=flare_argument_spec(**options), supports_check_mode=True, **kwargs)
+    if not HAS_NVFLARE:
         module.fail_json(
             msg=missing_required_lib("nvflare", reason="to talk to an NVFlare server (FLARE API)"),
             exception=NVFLARE_IMPORT_ERROR,
         )
+    for name in seconds:
+        if module.params[name] <= 0:
+            module.fail_json(msg=f"invalid {name} {module.params[name]:g}: it must be a positive number of seconds")
+    return module
 
 
 def error_name(exc: BaseException) -> str:
@@ -119,11 +133,11 @@ def session(kit: AdminKit, username: str, connect_timeout: float):
             sess = _connect(kit, username, connect_timeout)
             try:
                 yield sess
-            except _api_spec.NoConnection as exc:
+            except api_spec.NoConnection as exc:
                 raise FlareError(
                     f"lost the connection to the NVFlare server {kit.endpoint}: {exc}", retryable=True
                 ) from exc
-            except (_api_spec.SessionClosed, _api_spec.AuthorizationError) as exc:
+            except (api_spec.SessionClosed, api_spec.AuthorizationError) as exc:
                 raise FlareError(
                     f"the NVFlare server {kit.endpoint} refused the request: {error_name(exc)}: {exc}"
                 ) from exc
@@ -140,13 +154,13 @@ def session(kit: AdminKit, username: str, connect_timeout: float):
 def _connect(kit: AdminKit, username: str, connect_timeout: float):
     try:
         return _new_secure_session(username, kit.path, timeout=connect_timeout)
-    except _api_spec.NoConnection as exc:
+    except api_spec.NoConnection as exc:
         raise FlareError(
             f"cannot connect to the NVFlare server {kit.endpoint} (admin kit {kit.path}) within "
             f"{connect_timeout} s: is the server running and reachable from this host? ({exc})",
             retryable=True,
         ) from exc
-    except _api_spec.AuthenticationError as exc:
+    except api_spec.AuthenticationError as exc:
         raise FlareError(
             f"the NVFlare server {kit.endpoint} refused the login of {username!r} with admin kit {kit.path}: "
             f"the username must be the admin the kit was provisioned for ({exc})"
@@ -301,8 +315,3 @@ def download_result(sess, job_id: str, download_dir: str | None) -> tuple[str | 
         return sess.download_job_result(job_id, os.path.dirname(target)), True, None
     tmp = tempfile.mkdtemp(prefix="nvflare-result-")
     return sess.download_job_result(job_id, tmp), False, tmp
-
-
-def job_summary(meta: dict) -> dict:
-    keys = ("job_id", "name", "status", "submit_time_iso", "start_time", "duration", "job_deploy_detail")
-    return {k: meta.get(k) for k in keys if k in meta}

@@ -25,10 +25,6 @@ attributes:
   check_mode:
     support: full
     details: Check mode reports a freeze as a change and warns that it would be irreversible.
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   short_name:
     description:
@@ -87,12 +83,16 @@ EXAMPLES = r"""
     admin_port: 8003
     public: true
 
-- name: Freeze it once every site is registered
-  federated.nvflare.dashboard_project:
-    url: https://dashboard.example.org
-    username: admin@example.org
-    password: "{{ vault_dashboard_admin_password }}"
-    frozen: true
+- name: Freeze it once every site is registered, logging in with the group's defaults
+  module_defaults:
+    group/federated.nvflare.dashboard:
+      url: https://dashboard.example.org
+      username: admin@example.org
+      password: "{{ vault_dashboard_admin_password }}"
+  block:
+    - name: Freeze the project
+      federated.nvflare.dashboard_project:
+        frozen: true
 """
 
 RETURN = r"""
@@ -115,12 +115,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
-    DashboardClient,
+    DashboardError,
     dashboard_argument_spec,
 )
+from ansible_collections.federated.nvflare.plugins.module_utils._dashboard_records import DashboardManager
 
 SHORT_NAME_MAX = 16
 FIELDS = ("short_name", "title", "description", "server", "fed_learn_port", "admin_port", "public", "frozen")
+PORTS = ("fed_learn_port", "admin_port")
+WHAT = "configure the dashboard project"
+FAILED = f"cannot {WHAT}"
 
 
 def view(project: dict) -> dict:
@@ -138,25 +142,89 @@ def view(project: dict) -> dict:
     }
 
 
-def validate(module: AnsibleModule) -> None:
-    p = module.params
-    if p["short_name"] is not None:
-        error = _names.check("project", p["short_name"])
-        if error:
-            module.fail_json(msg="cannot configure the dashboard project: " + error)
-        if len(p["short_name"]) > SHORT_NAME_MAX:
-            short_name = p["short_name"]
-            module.fail_json(
-                msg=f"cannot configure the dashboard project: short_name {short_name!r} is longer than "
-                f"{SHORT_NAME_MAX} characters, which the dashboard would silently truncate"
+def request_body(current: dict, changes: dict) -> dict:
+    """The PATCH /project body that makes CHANGES (in this module's vocabulary) to CURRENT."""
+    body = {k: changes[k] for k in ("short_name", "title", "description", "public") if k in changes}
+    if "server" in changes:
+        body["server1"] = changes["server"]
+    if any(k in changes for k in PORTS):
+        props = dict(current.get("server_props") or {})
+        props.update((k, changes[k]) for k in PORTS if k in changes)
+        body["server_props"] = props
+    # Freezing in the same request applies the other settings first, then builds the CA.
+    if changes.get("frozen"):
+        body["frozen"] = True
+    return body
+
+
+class ProjectManager(DashboardManager):
+    def validate(self) -> None:
+        p = self.params
+        if p["short_name"] is not None:
+            error = _names.check("project", p["short_name"])
+            if error:
+                raise DashboardError(f"{FAILED}: {error}")
+            if len(p["short_name"]) > SHORT_NAME_MAX:
+                raise DashboardError(
+                    f"{FAILED}: short_name {p['short_name']!r} is longer than {SHORT_NAME_MAX} characters, which the "
+                    "dashboard would silently truncate"
+                )
+        if p["server"] is not None:
+            error = _names.check("server", p["server"])
+            if error:
+                raise DashboardError(f"{FAILED}: {error}")
+        for port in PORTS:
+            if p[port] is not None and not 1 <= p[port] <= 65535:
+                raise DashboardError(f"{FAILED}: {port} {p[port]} is not a TCP port")
+
+    def manage(self) -> dict:
+        current = self.client.project()
+        before = view(current)
+        wanted = {k: self.params[k] for k in FIELDS if self.params[k] is not None}
+        changes = {k: v for k, v in wanted.items() if before[k] != v}
+        if before["frozen"]:
+            self.check_frozen(before, changes)
+        after = dict(before, **changes)
+        if changes.get("frozen"):
+            self.check_freeze(after)
+        check_mode = self.module.check_mode
+        result = self.result(bool(changes), before, after, project=after if check_mode else before)
+        if changes and not check_mode:
+            answer = self.client.call("PATCH", "/project", WHAT, data=request_body(current, changes))
+            if answer.get("status") != "ok":
+                raise DashboardError(f"{FAILED}: the dashboard answered {answer.get('status')!r}")
+            result["project"] = view(answer.get("project") or {})
+        return result
+
+    def check_frozen(self, before: dict, changes: dict) -> None:
+        """A frozen project can be neither changed nor unfrozen."""
+        short_name = before["short_name"]
+        if self.params["frozen"] is False:
+            raise DashboardError(
+                f"cannot unfreeze dashboard project {short_name!r}: freezing is irreversible (its root CA and "
+                "kits exist). Remove frozen=false, or start a new dashboard database for a new project"
             )
-    if p["server"] is not None:
-        error = _names.check("server", p["server"])
-        if error:
-            module.fail_json(msg="cannot configure the dashboard project: " + error)
-    for port in ("fed_learn_port", "admin_port"):
-        if p[port] is not None and not 1 <= p[port] <= 65535:
-            module.fail_json(msg=f"cannot configure the dashboard project: {port} {p[port]} is not a TCP port")
+        if changes:
+            raise DashboardError(
+                f"cannot change {', '.join(sorted(changes))} of dashboard project {short_name!r}: the project "
+                "is frozen and the dashboard keeps it read-only. Remove those options, or start a new dashboard "
+                "database for a new project",
+                project=before,
+            )
+
+    def check_freeze(self, after: dict) -> None:
+        """Freezing needs the names the root CA and every kit are built from; warn in check mode."""
+        missing = [k for k in ("short_name", "server") if not after[k]]
+        if missing:
+            raise DashboardError(
+                f"cannot freeze dashboard project: {' and '.join(missing)} not set. Set them (here or in an "
+                "earlier task) before freezing, since the root CA and every kit are built from them"
+            )
+        if self.module.check_mode:
+            self.module.warn(
+                f"dashboard project {after['short_name']!r} would be frozen: this is irreversible, its root CA "
+                "would be created and its settings become read-only"
+            )
 
 
 def main():
@@ -172,71 +240,7 @@ def main():
         frozen=dict(type="bool"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    validate(module)
-    p = module.params
-
-    client = DashboardClient(module)
-    client.login()
-    current = client.project()
-    before = view(current)
-    wanted = {k: p[k] for k in FIELDS if p[k] is not None}
-    changes = {k: v for k, v in wanted.items() if before[k] != v}
-
-    short_name = before["short_name"]
-    if before["frozen"]:
-        if p["frozen"] is False:
-            module.fail_json(
-                msg=f"cannot unfreeze dashboard project {short_name!r}: freezing is irreversible (its root CA and "
-                "kits exist). Remove frozen=false, or start a new dashboard database for a new project"
-            )
-        if changes:
-            module.fail_json(
-                msg=f"cannot change {', '.join(sorted(changes))} of dashboard project {short_name!r}: the project "
-                "is frozen and the dashboard keeps it read-only. Remove those options, or start a new dashboard "
-                "database for a new project",
-                project=before,
-            )
-
-    after = dict(before, **changes)
-    if changes.get("frozen"):
-        missing = [k for k in ("short_name", "server") if not after[k]]
-        if missing:
-            module.fail_json(
-                msg=f"cannot freeze dashboard project: {' and '.join(missing)} not set. Set them (here or in an "
-                "earlier task) before freezing, since the root CA and every kit are built from them"
-            )
-        if module.check_mode:
-            module.warn(
-                f"dashboard project {after['short_name']!r} would be frozen: this is irreversible, its root CA "
-                "would be created and its settings become read-only"
-            )
-
-    result = dict(changed=bool(changes), project=after if module.check_mode else before)
-    if module._diff:
-        result["diff"] = dict(before=before, after=after)
-    if changes and not module.check_mode:
-        body = {}
-        for key in ("short_name", "title", "description", "public"):
-            if key in changes:
-                body[key] = changes[key]
-        if "server" in changes:
-            body["server1"] = changes["server"]
-        if "fed_learn_port" in changes or "admin_port" in changes:
-            props = dict(current.get("server_props") or {})
-            for key in ("fed_learn_port", "admin_port"):
-                if key in changes:
-                    props[key] = changes[key]
-            body["server_props"] = props
-        # Freezing in the same request applies the other settings first, then builds the CA.
-        if changes.get("frozen"):
-            body["frozen"] = True
-        answer = client.call("PATCH", "/project", "configure the dashboard project", data=body)
-        if answer.get("status") != "ok":
-            module.fail_json(
-                msg=f"cannot configure the dashboard project: the dashboard answered {answer.get('status')!r}"
-            )
-        result["project"] = view(answer.get("project") or {})
-    module.exit_json(**result)
+    ProjectManager.run(module)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,6 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - federated.nvflare.dashboard
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   name:
     description:
@@ -97,10 +90,11 @@ from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     APPROVED,
     PENDING,
-    DashboardClient,
+    DashboardError,
     dashboard_argument_spec,
     is_approved,
 )
+from ansible_collections.federated.nvflare.plugins.module_utils._dashboard_records import RecordManager
 
 CAPACITY = ("num_of_gpus", "mem_per_gpu_in_GiB")
 
@@ -119,24 +113,68 @@ def view(site: dict | None) -> dict:
     }
 
 
-def validate(module: AnsibleModule) -> None:
-    p = module.params
-    error = _names.check("site", p["name"])
-    if not error and p["organization"] is not None:
-        error = _names.check("org", p["organization"])
-    if error:
-        module.fail_json(msg=f"cannot manage dashboard site {p['name']!r}: {error}")
-    for key in CAPACITY:
-        if p[key] is not None and p[key] < 0:
-            module.fail_json(msg=f"cannot manage dashboard site {p['name']!r}: {key} must not be negative")
-
-
 def capacity_of(site: dict | None, params: dict) -> dict:
     capacity = dict((site or {}).get("capacity") or {})
     for key in CAPACITY:
         if params[key] is not None:
             capacity[key] = params[key]
     return capacity
+
+
+class SiteManager(RecordManager):
+    kind = "site"
+    key = "name"
+    path = "/clients"
+    answer = "client"
+    create_verb = "register"
+    required = ("organization",)
+    fields = ("organization", "approved") + CAPACITY
+    sent_as_is = ("organization",)
+    admin_only = ("organization", "approved")
+
+    def validate(self) -> None:
+        p = self.params
+        error = _names.check("site", p["name"])
+        if not error and p["organization"] is not None:
+            error = _names.check("org", p["organization"])
+        if error:
+            raise DashboardError(f"cannot manage dashboard site {p['name']!r}: {error}")
+        for key in CAPACITY:
+            if p[key] is not None and p[key] < 0:
+                raise DashboardError(f"cannot manage dashboard site {p['name']!r}: {key} must not be negative")
+
+    def find(self) -> dict | None:
+        return self.client.find_site(self.params["name"])
+
+    def view(self, record: dict | None) -> dict:
+        return view(record)
+
+    def planned(self) -> dict:
+        p = self.params
+        return view(
+            {
+                "name": p["name"],
+                "organization": p["organization"],
+                "capacity": capacity_of(None, p),
+                "approval_state": APPROVED if p["approved"] else PENDING,
+            }
+        )
+
+    def create_body(self) -> dict:
+        body = {"name": self.params["name"], "organization": self.params["organization"]}
+        capacity = capacity_of(None, self.params)
+        if capacity:
+            body["capacity"] = capacity
+        return body
+
+    def conflict(self) -> str:
+        return "A site with this name already exists"
+
+    def update_body(self, changes: dict) -> dict:
+        body = super().update_body(changes)
+        if any(k in changes for k in CAPACITY):
+            body["capacity"] = capacity_of(self.record, self.params)
+        return body
 
 
 def main():
@@ -150,98 +188,7 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    validate(module)
-    p = module.params
-    name = p["name"]
-
-    client = DashboardClient(module)
-    client.login()
-    site = client.find_site(name)
-    before = view(site)
-
-    if p["state"] == "absent":
-        if site is None:
-            module.exit_json(changed=False, site={})
-        if not module.check_mode:
-            client.call("DELETE", f"/clients/{site['id']}", f"delete dashboard site {name}")
-        result = dict(changed=True, site={})
-        if module._diff:
-            result["diff"] = dict(before=before, after={})
-        module.exit_json(**result)
-
-    if site is None:
-        if p["organization"] is None:
-            module.fail_json(msg=f"cannot register dashboard site {name}: organization must be set to register a site")
-        if p["approved"] and not client.is_project_admin():
-            module.fail_json(
-                msg=f"cannot approve dashboard site {name}: dashboard account {client.username} is not the project "
-                "admin. Log in as the project admin, or leave approved unset"
-            )
-        capacity = capacity_of(None, p)
-        after = view(
-            {
-                "name": name,
-                "organization": p["organization"],
-                "capacity": capacity,
-                "approval_state": APPROVED if p["approved"] else PENDING,
-            }
-        )
-        if not module.check_mode:
-            body = {"name": name, "organization": p["organization"]}
-            if capacity:
-                body["capacity"] = capacity
-            created = (
-                client.call(
-                    "POST",
-                    "/clients",
-                    f"register dashboard site {name}",
-                    data=body,
-                    conflict="A site with this name already exists",
-                ).get("client")
-                or {}
-            )
-            if p["approved"]:
-                created = (
-                    client.call(
-                        "PATCH",
-                        f"/clients/{created['id']}",
-                        f"approve dashboard site {name}",
-                        data={"approval_state": APPROVED},
-                    ).get("client")
-                    or created
-                )
-            after = view(created)
-        result = dict(changed=True, site=after)
-        if module._diff:
-            result["diff"] = dict(before={}, after=after)
-        module.exit_json(**result)
-
-    changes = {}
-    for key in ("organization", "approved") + CAPACITY:
-        if p[key] is not None and before[key] != p[key]:
-            changes[key] = p[key]
-    admin_changes = [k for k in ("organization", "approved") if k in changes]
-    if admin_changes and not client.is_project_admin():
-        # The dashboard would silently ignore these for anyone but the project admin.
-        module.fail_json(
-            msg=f"cannot change {', '.join(admin_changes)} of dashboard site {name}: only the project admin may, "
-            f"and dashboard account {client.username} is not it. Log in as the project admin"
-        )
-    after = dict(before, **changes)
-    if changes and not module.check_mode:
-        body = {}
-        if "organization" in changes:
-            body["organization"] = changes["organization"]
-        if "approved" in changes:
-            body["approval_state"] = APPROVED if changes["approved"] else PENDING
-        if any(k in changes for k in CAPACITY):
-            body["capacity"] = capacity_of(site, p)
-        updated = client.call("PATCH", f"/clients/{site['id']}", f"update dashboard site {name}", data=body)
-        after = view(updated.get("client")) or after
-    result = dict(changed=bool(changes), site=after)
-    if module._diff:
-        result["diff"] = dict(before=before, after=after)
-    module.exit_json(**result)
+    SiteManager.run(module)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - federated.nvflare.dashboard
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     details: The password never appears in the diff; RV(password_updated) says whether it changes.
-  platform:
-    platforms: posix
 options:
   email:
     description:
@@ -82,25 +78,26 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Register and approve the lead of hospital A
-  federated.nvflare.dashboard_user:
-    url: https://dashboard.example.org
-    username: admin@example.org
-    password: "{{ vault_dashboard_admin_password }}"
-    email: lead@hospital-a.example.org
-    name: Lead of hospital A
-    user_password: "{{ vault_lead_password }}"
-    organization: hospital_a
-    role: lead
-    approved: true
+- name: Manage the users as the project admin
+  module_defaults:
+    group/federated.nvflare.dashboard:
+      url: https://dashboard.example.org
+      username: admin@example.org
+      password: "{{ vault_dashboard_admin_password }}"
+  block:
+    - name: Register and approve the lead of hospital A
+      federated.nvflare.dashboard_user:
+        email: lead@hospital-a.example.org
+        name: Lead of hospital A
+        user_password: "{{ vault_lead_password }}"
+        organization: hospital_a
+        role: lead
+        approved: true
 
-- name: Remove a user and the sites it registered
-  federated.nvflare.dashboard_user:
-    url: https://dashboard.example.org
-    username: admin@example.org
-    password: "{{ vault_dashboard_admin_password }}"
-    email: former@hospital-a.example.org
-    state: absent
+    - name: Remove a user and the sites it registered
+      federated.nvflare.dashboard_user:
+        email: former@hospital-a.example.org
+        state: absent
 """
 
 RETURN = r"""
@@ -126,14 +123,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
-    APPROVED,
-    PENDING,
-    DashboardClient,
+    DashboardError,
     dashboard_argument_spec,
     is_approved,
 )
-
-ADMIN_ONLY = ("organization", "role", "approved")
+from ansible_collections.federated.nvflare.plugins.module_utils._dashboard_records import RecordManager
 
 
 def view(user: dict | None) -> dict:
@@ -149,13 +143,97 @@ def view(user: dict | None) -> dict:
     }
 
 
-def validate(module: AnsibleModule) -> None:
-    p = module.params
-    error = _names.check("admin", p["email"])
-    if not error and p["organization"] is not None:
-        error = _names.check("org", p["organization"])
-    if error:
-        module.fail_json(msg=f"cannot manage dashboard user {p['email']!r}: {error}")
+class UserManager(RecordManager):
+    kind = "user"
+    key = "email"
+    path = "/users"
+    answer = "user"
+    required = ("user_password", "organization", "role")
+    fields = ("name", "organization", "role", "approved")
+    sent_as_is = ("name", "organization", "role")
+    admin_only = ("organization", "role", "approved")
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.password_updated = False
+
+    def validate(self) -> None:
+        p = self.params
+        error = _names.check("admin", p["email"])
+        if not error and p["organization"] is not None:
+            error = _names.check("org", p["organization"])
+        if error:
+            raise DashboardError(f"cannot manage dashboard user {p['email']!r}: {error}")
+
+    def find(self) -> dict | None:
+        return self.client.find_user(self.params["email"])
+
+    def view(self, record: dict | None) -> dict:
+        return view(record)
+
+    def extra_result(self) -> dict:
+        return {"password_updated": self.password_updated}
+
+    def check_remove(self) -> None:
+        if self.params["email"] == self.client.username:
+            raise DashboardError(f"refusing to delete {self.label}: the module is logged in as it")
+
+    def create(self) -> dict:
+        self.password_updated = True
+        return super().create()
+
+    def check_create(self) -> None:
+        if self.params["role"] == "project_admin":
+            raise DashboardError(
+                f"cannot create {self.label} with role project_admin: the dashboard only creates the project admin "
+                "it is seeded with. Create the user with another role, then change it"
+            )
+
+    def planned(self) -> dict:
+        p = self.params
+        return {
+            "id": None,
+            "email": p["email"],
+            "name": p["name"] or "",
+            "organization": p["organization"],
+            "role": p["role"],
+            "approved": bool(p["approved"]),
+        }
+
+    def create_body(self) -> dict:
+        p = self.params
+        body = {k: p[k] for k in ("email", "organization", "role")}
+        body.update(name=p["name"] or "", password=p["user_password"])
+        return body
+
+    def conflict(self) -> str:
+        return (
+            f"A user with this email exists that account {self.client.username} cannot list (only the project admin "
+            "sees other organizations): log in as the project admin"
+        )
+
+    def check_update(self, changes: dict) -> None:
+        p = self.params
+        if p["user_password"] is None or p["update_password"] != "always":
+            return
+        if int(self.record.get("approval_state") or 0) < 0:
+            self.module.warn(
+                f"{self.label} is rejected, so the dashboard refuses its login and its password cannot be "
+                "checked; it was left as it is"
+            )
+        elif not self.client.check_password(p["email"], p["user_password"]):
+            self.password_updated = True
+
+    def update_body(self, changes: dict) -> dict:
+        body = super().update_body(changes)
+        if self.password_updated:
+            body["password"] = self.params["user_password"]
+        return body
+
+    def updated(self, answer: dict) -> dict | None:
+        if answer.get("status") != "ok":
+            raise DashboardError(f"cannot update {self.label}: the dashboard answered {answer!r}")
+        return answer.get("user")
 
 
 def main():
@@ -171,128 +249,7 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    validate(module)
-    p = module.params
-    email = p["email"]
-
-    client = DashboardClient(module)
-    client.login()
-    own_account = email == client.username
-    user = client.find_user(email)
-    before = view(user)
-
-    if p["state"] == "absent":
-        if user is None:
-            module.exit_json(changed=False, user={}, password_updated=False)
-        if own_account:
-            module.fail_json(msg=f"refusing to delete dashboard user {email}: the module is logged in as it")
-        if not module.check_mode:
-            client.call("DELETE", f"/users/{user['id']}", f"delete dashboard user {email}")
-        result = dict(changed=True, user={}, password_updated=False)
-        if module._diff:
-            result["diff"] = dict(before=before, after={})
-        module.exit_json(**result)
-
-    if user is None:
-        missing = [k for k in ("user_password", "organization", "role") if p[k] is None]
-        if missing:
-            module.fail_json(
-                msg=f"cannot create dashboard user {email}: {', '.join(missing)} must be set to create a user"
-            )
-        if p["role"] == "project_admin":
-            module.fail_json(
-                msg=f"cannot create dashboard user {email} with role project_admin: the dashboard only creates the "
-                "project admin it is seeded with. Create the user with another role, then change it"
-            )
-        if p["approved"] and not client.is_project_admin():
-            module.fail_json(
-                msg=f"cannot approve dashboard user {email}: dashboard account {client.username} is not the project "
-                "admin. Log in as the project admin, or leave approved unset"
-            )
-        after = {
-            "id": None,
-            "email": email,
-            "name": p["name"] or "",
-            "organization": p["organization"],
-            "role": p["role"],
-            "approved": bool(p["approved"]),
-        }
-        if not module.check_mode:
-            body = {
-                "email": email,
-                "name": p["name"] or "",
-                "password": p["user_password"],
-                "organization": p["organization"],
-                "role": p["role"],
-            }
-            created = (
-                client.call(
-                    "POST",
-                    "/users",
-                    f"create dashboard user {email}",
-                    data=body,
-                    conflict=f"A user with this email exists that account {client.username} cannot list (only the "
-                    "project admin sees other organizations): log in as the project admin",
-                ).get("user")
-                or {}
-            )
-            if p["approved"]:
-                created = (
-                    client.call(
-                        "PATCH",
-                        f"/users/{created['id']}",
-                        f"approve dashboard user {email}",
-                        data={"approval_state": APPROVED},
-                    ).get("user")
-                    or created
-                )
-            after = view(created)
-        result = dict(changed=True, user=after, password_updated=True)
-        if module._diff:
-            result["diff"] = dict(before={}, after=after)
-        module.exit_json(**result)
-
-    changes = {}
-    for key in ("name", "organization", "role", "approved"):
-        if p[key] is not None and before[key] != p[key]:
-            changes[key] = p[key]
-    password_updated = False
-    if p["user_password"] is not None and p["update_password"] == "always":
-        if int(user.get("approval_state") or 0) < 0:
-            module.warn(
-                f"dashboard user {email} is rejected, so the dashboard refuses its login and its password cannot be "
-                "checked; it was left as it is"
-            )
-        elif not client.check_password(email, p["user_password"]):
-            password_updated = True
-
-    admin_changes = [k for k in ADMIN_ONLY if k in changes]
-    if admin_changes and not client.is_project_admin():
-        # The dashboard would silently ignore these for anyone but the project admin.
-        module.fail_json(
-            msg=f"cannot change {', '.join(admin_changes)} of dashboard user {email}: only the project admin may, "
-            f"and dashboard account {client.username} is not it. Log in as the project admin"
-        )
-
-    after = dict(before, **changes)
-    changed = bool(changes) or password_updated
-    if changed and not module.check_mode:
-        body = {}
-        for key in ("name", "organization", "role"):
-            if key in changes:
-                body[key] = changes[key]
-        if "approved" in changes:
-            body["approval_state"] = APPROVED if changes["approved"] else PENDING
-        if password_updated:
-            body["password"] = p["user_password"]
-        updated = client.call("PATCH", f"/users/{user['id']}", f"update dashboard user {email}", data=body)
-        if updated.get("status") != "ok":
-            module.fail_json(msg=f"cannot update dashboard user {email}: the dashboard answered {updated!r}")
-        after = view(updated.get("user")) or after
-    result = dict(changed=changed, user=after, password_updated=password_updated)
-    if module._diff:
-        result["diff"] = dict(before=before, after=after)
-    module.exit_json(**result)
+    UserManager.run(module)
 
 
 if __name__ == "__main__":

@@ -22,31 +22,8 @@ description:
   - The session is always closed, also when a step fails.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - federated.nvflare.flare
 options:
-  admin_kit:
-    description:
-      - Folder of an admin startup kit on the host that runs the module (the folder that holds
-        C(startup/fed_admin.json)).
-      - The FLARE API writes into the kit's C(transfer/) folder, so it must be writable.
-    type: path
-    required: true
-  username:
-    description:
-      - Admin user (an email) to log in as.
-      - Defaults to the admin the kit was provisioned for (C(admin.username) in C(startup/fed_admin.json)).
-    type: str
-  connect_timeout:
-    description:
-      - Seconds to try to connect to the server before giving up on one attempt.
-    type: float
-    default: 10.0
   wait_for_sites:
     description:
       - Names of client sites that must be registered with the server.
@@ -66,8 +43,6 @@ options:
       - Seconds between two polls while waiting for O(wait_for_sites).
     type: float
     default: 2.0
-requirements:
-  - nvflare (2.9) in the Python that runs the module on the target host
 seealso:
   - module: federated.nvflare.job
 notes:
@@ -86,6 +61,16 @@ EXAMPLES = r"""
 - name: Show the registered sites
   ansible.builtin.debug:
     msg: "{{ federation.sites | map(attribute='name') | list }}"
+
+- name: Report the federation with the admin kit set once for the FLARE modules of the block
+  module_defaults:
+    group/federated.nvflare.flare:
+      admin_kit: /opt/nvflare/admin/admin@example.org
+      connect_timeout: 30
+  block:
+    - name: Read the server status, sites and jobs
+      federated.nvflare.federation_info:
+      register: federation
 """
 
 RETURN = r"""
@@ -158,8 +143,6 @@ running_jobs:
 
 import time
 import traceback
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.federated.nvflare.plugins.module_utils import _flare
 
@@ -239,21 +222,14 @@ def _gather(module, kit, username) -> dict:
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            admin_kit=dict(type="path", required=True),
-            username=dict(type="str"),
-            connect_timeout=dict(type="float", default=10.0),
+    module = _flare.flare_module(
+        dict(
             wait_for_sites=dict(type="list", elements="str", default=[]),
             timeout=dict(type="float", default=120.0),
             poll_interval=dict(type="float", default=2.0),
         ),
-        supports_check_mode=True,
+        seconds=("connect_timeout", "timeout", "poll_interval"),
     )
-    _flare.require_nvflare(module)
-    for name in ("connect_timeout", "timeout", "poll_interval"):
-        if module.params[name] <= 0:
-            module.fail_json(msg=f"invalid {name} {module.params[name]}: it must be a positive number of seconds")
     try:
         kit, username = _flare.open_kit(module)
         result = _gather(module, kit, username)

@@ -38,34 +38,13 @@ description:
     happened and where the logs are.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - federated.nvflare.flare
 attributes:
   check_mode:
     support: full
     details: Looks the submit token up and reports whether a submission or an abort would happen; submits,
       aborts, waits for and downloads nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
-  admin_kit:
-    description:
-      - Folder of an admin startup kit on the host that runs the module (the folder that holds
-        C(startup/fed_admin.json)).
-      - The FLARE API writes into the kit's C(transfer/) folder, so it must be writable.
-    type: path
-    required: true
-  username:
-    description:
-      - Admin user (an email) to log in as; it must be allowed to submit jobs (for example the
-        C(project_admin) or C(lead) role).
-      - Defaults to the admin the kit was provisioned for (C(admin.username) in C(startup/fed_admin.json)).
-    type: str
-  connect_timeout:
-    description:
-      - Seconds to try to connect to the server before failing.
-    type: float
-    default: 10.0
   job_dir:
     description:
       - Job folder on the host that runs the module (C(meta.json), C(app*/config/), C(app*/custom/)).
@@ -112,8 +91,6 @@ options:
       - Without it the result is read from a temporary folder (for RV(cross_site_validation))
         and deleted.
     type: path
-requirements:
-  - nvflare (2.9) in the Python that runs the module on the target host
 seealso:
   - module: federated.nvflare.federation_info
 notes:
@@ -136,17 +113,20 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ spleen.cross_site_validation['SRV_best_FL_global_model.pt'] }}"
 
-- name: Submit without waiting
-  federated.nvflare.job:
-    admin_kit: /opt/nvflare/admin/admin@example.org
-    job_dir: /opt/nvflare/jobs/spleen_ct_segmentation
-    wait: false
+- name: Name the admin kit once for every FLARE task of the block
+  module_defaults:
+    group/federated.nvflare.flare:
+      admin_kit: /opt/nvflare/admin/admin@example.org
+  block:
+    - name: Submit without waiting
+      federated.nvflare.job:
+        job_dir: /opt/nvflare/jobs/spleen_ct_segmentation
+        wait: false
 
-- name: Abort the job submitted from that folder
-  federated.nvflare.job:
-    admin_kit: /opt/nvflare/admin/admin@example.org
-    job_dir: /opt/nvflare/jobs/spleen_ct_segmentation
-    state: aborted
+    - name: Abort the job submitted from that folder
+      federated.nvflare.job:
+        job_dir: /opt/nvflare/jobs/spleen_ct_segmentation
+        state: aborted
 """
 
 RETURN = r"""
@@ -235,8 +215,6 @@ import shutil
 import tempfile
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.federated.nvflare.plugins.module_utils import _flare
 from ansible_collections.federated.nvflare.plugins.module_utils._flare import FlareError
 
@@ -277,7 +255,7 @@ def _find(sess, token: str) -> str | None:
 
 
 def _submit(sess, job_dir: str, token: str) -> str:
-    api = _flare._api_spec
+    api = _flare.api_spec
     tmp = tempfile.mkdtemp(prefix="nvflare-job-")
     try:
         copy = _flare.copy_job(job_dir, tmp)
@@ -369,7 +347,7 @@ def _run_aborted(module, sess, result: dict) -> None:
         return
     try:
         meta = sess.get_job_meta(job_id)
-    except _flare._api_spec.JobNotFound as exc:
+    except _flare.api_spec.JobNotFound as exc:
         raise FlareError(f"no NVFlare job {job_id} on the server: {exc}") from exc
     result["job_id"] = job_id
     result.update(_describe(meta))
@@ -380,7 +358,7 @@ def _run_aborted(module, sess, result: dict) -> None:
         return
     try:
         sess.abort_job(job_id)
-    except _flare._api_spec.JobNotRunning:
+    except _flare.api_spec.JobNotRunning:
         result["changed"] = False  # it finished in the meantime
     if p["wait"]:
         meta, finished = _flare.wait_for_job(sess, job_id, p["timeout"], p["poll_interval"])
@@ -396,11 +374,8 @@ def _run_aborted(module, sess, result: dict) -> None:
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            admin_kit=dict(type="path", required=True),
-            username=dict(type="str"),
-            connect_timeout=dict(type="float", default=10.0),
+    module = _flare.flare_module(
+        dict(
             job_dir=dict(type="path"),
             job_id=dict(type="str"),
             state=dict(type="str", choices=["submitted", "aborted"], default="submitted"),
@@ -409,16 +384,12 @@ def main():
             poll_interval=dict(type="float", default=5.0),
             download_dir=dict(type="path"),
         ),
+        seconds=("connect_timeout", "timeout", "poll_interval"),
         required_if=[("state", "submitted", ("job_dir",))],
         required_one_of=[("job_dir", "job_id")],
         mutually_exclusive=[("job_dir", "job_id")],
-        supports_check_mode=True,
     )
-    _flare.require_nvflare(module)
     p = module.params
-    for name in ("connect_timeout", "timeout", "poll_interval"):
-        if p[name] <= 0:
-            module.fail_json(msg=f"invalid {name} {p[name]:g}: it must be a positive number of seconds")
 
     result = dict(changed=False, submitted=False, job_id=None, result_dir=None, server_log=None)
     result["cross_site_validation"] = {}

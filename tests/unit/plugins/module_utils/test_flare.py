@@ -1,4 +1,4 @@
-"""The job helpers of module_utils/_flare.py that need no server: digest, token, copy, matrix, logs."""
+"""module_utils/_flare.py without a server: job digest, token, copy, matrix, logs, admin kit, module base."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-flare = pytest.importorskip("ansible_collections.federated.nvflare.plugins.module_utils._flare")
+from ansible_collections.federated.nvflare.plugins.module_utils import _flare as flare
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # NVFlare's rule for submit tokens
 
@@ -102,3 +102,30 @@ def test_admin_kit_reads_user_and_endpoint(tmp_path):
     assert (kit.username, kit.endpoint) == ("a@b.org", "fl.example.org:8003")
     with pytest.raises(flare.FlareError, match="startup/fed_admin.json"):
         flare.AdminKit(str(tmp_path / "nowhere"))
+
+
+def test_argument_spec_adds_module_options_to_the_connection_options():
+    spec = flare.flare_argument_spec(job_id=dict(type="str"))
+    assert list(spec) == ["admin_kit", "username", "connect_timeout", "job_id"]
+    assert spec["admin_kit"] == dict(type="path", required=True)
+    # Every call builds a new spec: a module changing its copy changes no other module's.
+    spec["admin_kit"]["required"] = False
+    assert flare.flare_argument_spec()["admin_kit"]["required"] is True
+
+
+@pytest.mark.parametrize("module", ["job", "federation_info"])
+@pytest.mark.parametrize("option", ["connect_timeout", "timeout", "poll_interval"])
+def test_seconds_must_be_positive(run_module, tmp_path, module, option):
+    args = {"admin_kit": str(tmp_path), option: -2}
+    if module == "job":
+        args["job_dir"] = str(tmp_path)
+    result = run_module(module, args)
+    assert result.failed
+    assert result["msg"] == f"invalid {option} -2: it must be a positive number of seconds"
+
+
+def test_not_an_admin_kit_fails_before_any_connection(run_module, tmp_path):
+    result = run_module("federation_info", {"admin_kit": str(tmp_path)})
+    assert result.failed
+    assert "startup/fed_admin.json" in result["msg"]
+    assert result["missing_sites"] == []
