@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import signal
 import subprocess
-import textwrap
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def deploy(tmp_path):
         (role / "main.yml").write_text(CALLER.format(name=host))
     (tmp_path / "site.yml").write_text(PLAY)
     (tmp_path / "hosts.ini").write_text(
-        "".join(f"{h} ansible_connection=local ansible_python_interpreter={os.sys.executable}\n" for h in HOSTS)
+        "".join(f"{h} ansible_connection=local ansible_python_interpreter={sys.executable}\n" for h in HOSTS)
     )
     env = ansible_env(tmp_path)
     env["ANSIBLE_ROLES_PATH"] = str(tmp_path / "roles")
@@ -157,11 +158,11 @@ def test_the_handlers_read_only_the_hosts_fact():
     """A handler that read the role's variables would get those of whichever include loaded it last."""
     handlers = (Path(__file__).resolve().parents[3] / "roles" / "_participant" / "handlers" / "main.yml").read_text()
     code = "\n".join(line for line in handlers.splitlines() if not line.lstrip().startswith("#"))
-    names = set(__import__("re").findall(r"\b_{1,2}participant_\w+", code))
+    names = set(re.findall(r"\b_{1,2}participant_\w+", code))
     # The process scripts are fixed text of vars/main.yml; every setting comes from the fact.
     assert names <= {"__participant_service", "_participant_process_stop", "_participant_process_start"}, names
     vars_text = (Path(__file__).resolve().parents[3] / "roles" / "_participant" / "vars" / "main.yml").read_text()
     for script in ("_participant_process_stop", "_participant_process_start"):
         block = vars_text.split(f"{script}: |", 1)[1].split("\n_participant", 1)[0]
         assert "{{" not in block and "{%" not in block, script
-    assert textwrap.dedent(code).count("listen: Restart the participant") == 2
+    assert code.count("listen: Restart the participant") == 2
