@@ -14,6 +14,7 @@ Every failure on the way is a DashboardError, which `run()` alone turns into fai
 
 from __future__ import annotations
 
+from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     APPROVED,
     PENDING,
@@ -66,6 +67,7 @@ class RecordManager(DashboardManager):
 
     kind = ""  # the word in messages and the key of the record in the result: "user", "site"
     key = ""  # the option that names the record: "email", "name"
+    name_rule = ""  # the NVFlare naming rule (module_utils/_names) that name follows: "admin", "site"
     path = ""  # the REST collection: "/users", "/clients"
     answer = ""  # the key of the record in the dashboard's answers: "user", "client"
     create_verb = "create"
@@ -82,6 +84,15 @@ class RecordManager(DashboardManager):
     @property
     def label(self) -> str:
         return f"dashboard {self.kind} {self.params[self.key]}"
+
+    def validate(self) -> None:
+        """The record's name and organization follow NVFlare's naming rules (the dashboard checks too little)."""
+        name = self.params[self.key]
+        error = _names.check(self.name_rule, name)
+        if not error and self.params["organization"] is not None:
+            error = _names.check("org", self.params["organization"])
+        if error:
+            raise DashboardError(f"cannot manage dashboard {self.kind} {name!r}: {error}")
 
     # -- what subclasses define ---------------------------------------------------------------
 

@@ -83,16 +83,12 @@ EXAMPLES = r"""
     admin_port: 8003
     public: true
 
-- name: Freeze it once every site is registered, logging in with the group's defaults
-  module_defaults:
-    group/federated.nvflare.dashboard:
-      url: https://dashboard.example.org
-      username: admin@example.org
-      password: "{{ vault_dashboard_admin_password }}"
-  block:
-    - name: Freeze the project
-      federated.nvflare.dashboard_project:
-        frozen: true
+- name: Freeze it once every site is registered
+  federated.nvflare.dashboard_project:
+    url: https://dashboard.example.org
+    username: admin@example.org
+    password: "{{ vault_dashboard_admin_password }}"
+    frozen: true
 """
 
 RETURN = r"""

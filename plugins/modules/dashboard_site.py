@@ -86,7 +86,6 @@ site:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     APPROVED,
     PENDING,
@@ -124,6 +123,7 @@ def capacity_of(site: dict | None, params: dict) -> dict:
 class SiteManager(RecordManager):
     kind = "site"
     key = "name"
+    name_rule = "site"
     path = "/clients"
     answer = "client"
     create_verb = "register"
@@ -133,21 +133,16 @@ class SiteManager(RecordManager):
     admin_only = ("organization", "approved")
 
     def validate(self) -> None:
+        super().validate()
         p = self.params
-        error = _names.check("site", p["name"])
-        if not error and p["organization"] is not None:
-            error = _names.check("org", p["organization"])
-        if error:
-            raise DashboardError(f"cannot manage dashboard site {p['name']!r}: {error}")
         for key in CAPACITY:
             if p[key] is not None and p[key] < 0:
                 raise DashboardError(f"cannot manage dashboard site {p['name']!r}: {key} must not be negative")
 
+    view = staticmethod(view)
+
     def find(self) -> dict | None:
         return self.client.find_site(self.params["name"])
-
-    def view(self, record: dict | None) -> dict:
-        return view(record)
 
     def planned(self) -> dict:
         p = self.params

@@ -121,7 +121,6 @@ password_updated:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _names
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard import (
     DashboardError,
     dashboard_argument_spec,
@@ -146,6 +145,7 @@ def view(user: dict | None) -> dict:
 class UserManager(RecordManager):
     kind = "user"
     key = "email"
+    name_rule = "admin"
     path = "/users"
     answer = "user"
     required = ("user_password", "organization", "role")
@@ -157,19 +157,10 @@ class UserManager(RecordManager):
         super().__init__(module)
         self.password_updated = False
 
-    def validate(self) -> None:
-        p = self.params
-        error = _names.check("admin", p["email"])
-        if not error and p["organization"] is not None:
-            error = _names.check("org", p["organization"])
-        if error:
-            raise DashboardError(f"cannot manage dashboard user {p['email']!r}: {error}")
+    view = staticmethod(view)
 
     def find(self) -> dict | None:
         return self.client.find_user(self.params["email"])
-
-    def view(self, record: dict | None) -> dict:
-        return view(record)
 
     def extra_result(self) -> dict:
         return {"password_updated": self.password_updated}
