@@ -51,6 +51,10 @@ attributes:
     support: full
   platform:
     platforms: posix
+  idempotent:
+    description: Run again with the same options right after a run, the module reports no change
+      and sends no change to the dashboard.
+    support: full
   action_group:
     description: Part of the action group C(federated.nvflare.dashboard), so C(module_defaults) can set
       the connection options (O(url), O(username), O(password), O(ca_path), O(validate_certs), O(timeout))

@@ -35,6 +35,10 @@ attributes:
     support: none
   platform:
     platforms: posix
+  idempotent:
+    description: Run again with the same options right after a run, the module reports no change
+      and submits, aborts or downloads nothing.
+    support: full
   action_group:
     description: Part of the action group C(federated.nvflare.flare), so C(module_defaults) can set
       O(admin_kit), O(username) and O(connect_timeout) once for every such task.
