@@ -38,8 +38,8 @@ attributes:
       - Nothing is written. Without a virtualenv it reports that one would be created and
         O(requirements) installed. With one, C(pip install --dry-run) tells what would be
         installed (pip 22.2 or newer).
-      - When the wheelhouse is missing or incomplete (an earlier task that would copy it did not
-        run in check mode), it reports a change instead of running pip.
+      - With O(check_with_pip=false), or when the wheelhouse is missing or incomplete (an earlier
+        task that would copy it did not run in check mode), it reports a change instead of running pip.
   diff_mode:
     support: full
     details: The diff lists the installed version of every project that O(requirements) names.
@@ -82,6 +82,14 @@ options:
   index_url:
     description: Package index to use instead of pip's default when O(wheelhouse) is not set.
     type: str
+  check_with_pip:
+    description:
+      - In check mode, when the quick look finds something to do in an existing virtualenv, ask
+        pip (C(--dry-run)) what it would install.
+      - V(false) reports a change without running pip, which is quicker (a look before the tasks
+        that prepare an install) but less exact.
+    type: bool
+    default: true
   constraints:
     description: A pip constraints file on the host (C(--constraint)), to pin what the requirements pull in.
     type: path
@@ -208,8 +216,8 @@ class Installer:
         if not self.requirements:
             return
         wheelhouse = self.p["wheelhouse"]
-        if wheelhouse and not self.wheelhouse_ready(wheelhouse, versions):
-            self.result["installed"] = _venv.names_to_install(self.requirements, versions)
+        if not self.p["check_with_pip"] or (wheelhouse and not self.wheelhouse_ready(wheelhouse, versions)):
+            self.result["installed"] = _venv.names_to_install(self.requirements, versions) or self.requirements
             return
         self.result["installed"], _ = self.venv.pip_install(self.source_args(), self.requirements, dry_run=True)
 
@@ -277,6 +285,7 @@ def main():
             wheelhouse=dict(type="path"),
             index_url=dict(type="str"),
             constraints=dict(type="path"),
+            check_with_pip=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )

@@ -289,3 +289,16 @@ def test_hosts_sharing_a_virtualenv_wait_for_each_other(tmp_path, run_module, in
         os.close(fd)
     worker.join(60)
     assert results and results[0]["created"], results
+
+
+def test_check_mode_without_pip_reports_what_the_quick_look_found(tmp_path, run_module):
+    path = make_venv(tmp_path / "venv")
+    fake_dist(path, "fakepkg", "1.0")
+    args = {"path": str(path), "check_with_pip": False}
+    res = run_module("python_venv", {**args, "requirements": ["fakepkg==1.1", "otherpkg"]}, check_mode=True)
+    assert res["changed"] and res["installed"] == ["fakepkg", "otherpkg"] and res["unmet"] is None
+    # An unpinned requirement already there: only pip can tell, so a change is reported.
+    res = run_module("python_venv", {**args, "requirements": ["fakepkg"]}, check_mode=True)
+    assert res["changed"] and res["installed"] == ["fakepkg"]
+    res = run_module("python_venv", {**args, "requirements": ["fakepkg==1.0"]}, check_mode=True)
+    assert not res["changed"] and res["installed"] == []
