@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SCENARIO ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo demo-stop test lint sanity build galaxy-importer unit functional molecule \
+.PHONY: help bootstrap demo demo-stop test lint sanity build galaxy-importer ee docs unit functional molecule \
         wheelhouse image docker-start docker-stop clean
 
 help: ## Show the targets
@@ -35,6 +35,12 @@ build: bootstrap ## Build the collection tarball and check that it installs
 
 galaxy-importer: bootstrap ## Galaxy's import checks (galaxy-importer) on the built tarball
 	@scripts/galaxy-importer.sh
+
+ee: bootstrap ## Execution environment build context (ansible-builder create) in dist/ee, checked
+	@scripts/ee.sh dist/ee
+
+docs: bootstrap ## HTML documentation site (antsibull-docs, Sphinx) in dist/docs/html
+	@scripts/docs.sh
 
 unit: bootstrap ## Unit tests (pytest tests/unit)
 	@scripts/pytest.sh tests/unit $(PYTEST_ARGS)

@@ -2,22 +2,13 @@
 # Galaxy's own import checks (galaxy-importer) on the built tarball, as Galaxy runs them when
 # the collection is published: documentation of every module and role, a README for every
 # role, ansible-lint. galaxy-importer lives in a virtualenv of its own (its pins conflict with
-# the main ones), rebuilt when requirements/galaxy-importer.txt changes.
+# the main ones), rebuilt when requirements/galaxy-importer.txt changes (tool_venv in lib.sh).
 source "$(dirname "$0")/lib.sh"
 use_venv
 cd "$ROOT"
 
 venv="$CACHE/galaxy-importer-venv"
-pins="$ROOT/requirements/galaxy-importer.txt"
-want=$(sha256sum "$pins" | cut -d' ' -f1)
-if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$want" ]; then
-  log "creating $venv (galaxy-importer and its pinned requirements)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$pins" \
-    2> >(grep -v 'is ignored: it is neither' >&2)
-  echo "$want" > "$venv/.pins"
-fi
+tool_venv "$venv" "$ROOT/requirements/galaxy-importer.txt"
 
 tarball=$(ls dist/federated-nvflare-*.tar.gz 2>/dev/null | head -1)
 if [ -z "$tarball" ]; then

@@ -26,3 +26,18 @@ use_venv() {
   export ANSIBLE_HOME="$CACHE/ansible-home"
   export NVFLARE_WHEELHOUSE="$WHEELHOUSE"
 }
+
+# A tool that needs pins of its own (they conflict with the main constraints) lives in a
+# virtualenv of its own under .cache, made from a fully pinned requirements file and made again
+# whenever that file changes. Usage: tool_venv DIR PINS_FILE
+tool_venv() {
+  local venv=$1 pins=$2 want
+  want=$(sha256sum "$pins" | cut -d' ' -f1)
+  [ "$(cat "$venv/.pins" 2>/dev/null)" = "$want" ] && return 0
+  log "creating $venv (the pinned packages of ${pins#"$ROOT"/})"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$pins" \
+    2> >(grep -v 'is ignored: it is neither' >&2)
+  echo "$want" > "$venv/.pins"
+}

@@ -58,6 +58,8 @@ layer "static: lint"          scripts/lint.sh
 layer "static: sanity"        scripts/sanity.sh
 layer "static: build"         scripts/build.sh
 layer "static: galaxy-importer" scripts/galaxy-importer.sh
+layer "static: execution env" scripts/ee.sh
+layer "static: docs"          scripts/docs.sh
 layer "unit"                  scripts/pytest.sh tests/unit
 layer "functional"            scripts/pytest.sh tests/functional
 if ! timeout 10 docker info >/dev/null 2>&1; then
