@@ -96,3 +96,75 @@ def test_playbook_check_idempotence_and_no_pin_in_output(tmp_path):
     assert (tmp_path / "workspace" / "kits" / "site-3" / "startup" / "client.crt").is_file()
     assert (tmp_path / "workspace" / "zips" / "site-3.zip").is_file()
     assert (tmp_path / "host" / "site-1" / "startup" / "client.key").stat().st_mode & 0o777 == 0o600
+
+
+NVFLARE_ROLE_PLAY = """---
+- name: The nvflare role on the controller, as site.yml's first play runs it
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: federated.nvflare.nvflare
+  post_tasks:
+    - name: Save the facts for the test
+      ansible.builtin.copy:
+        content: "{{ {'spec': nvflare_project_spec, 'provisioned': nvflare_provisioned} | to_nice_json }}"
+        dest: "{{ facts_file }}"
+        mode: "0600"
+      # The module's result (part of the facts) says whether it changed: not the role's doing.
+      changed_when: false
+"""
+
+
+def test_nvflare_role_describes_the_project_once_and_provisions_its_kits(tmp_path):
+    """Path A of the nvflare role: host variables win over the defaults, one kit per participant, re-run unchanged."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "vars": {
+                        "nvflare_project": "roletest",
+                        "nvflare_workspace": str(tmp_path / "workspace"),
+                        "facts_file": str(tmp_path / "facts.json"),
+                    },
+                    "children": {
+                        "nvflare_server": {"hosts": {"fl-server": dict(local, nvflare_fqdn="fl.example.org")}},
+                        "nvflare_clients": {
+                            "hosts": {
+                                "gpu-host-1": dict(local, nvflare_site_name="site-1", nvflare_org="hospital_a"),
+                                "site-2": local,
+                            }
+                        },
+                        "nvflare_admin": {"hosts": {"admin-host": dict(local, nvflare_admin_email="lead@example.org")}},
+                    },
+                },
+            }
+        )
+    )
+    playbook = tmp_path / "role.yml"
+    playbook.write_text(NVFLARE_ROLE_PLAY)
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook)]
+    runs = [
+        subprocess.run(cmd, env=ansible_env(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+        for _ in range(2)
+    ]
+    for proc in runs:
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    # The re-run provisions nothing.
+    assert "changed=0" in runs[1].stdout, runs[1].stdout[-3000:]
+
+    facts = json.loads((tmp_path / "facts.json").read_text())
+    spec = facts["spec"]
+    settings = (spec["name"], spec["fed_learn_port"], spec["admin_port"], spec["submit_job"])
+    assert settings == ("roletest", 8002, 8003, False)
+    assert spec["server"] == {"host": "fl-server", "name": "fl.example.org", "org": "nvflare"}
+    assert [(s["host"], s["name"], s["org"]) for s in spec["sites"]] == [
+        ("gpu-host-1", "site-1", "hospital_a"),
+        ("site-2", "site-2", "nvflare"),
+    ]
+    assert spec["admin"] == {"host": "admin-host", "name": "lead@example.org", "org": "nvflare"}
+    zips = facts["provisioned"]["zips"]
+    assert set(zips) == {"fl.example.org", "site-1", "site-2", "lead@example.org"}
+    assert all(Path(z).is_file() for z in zips.values())
