@@ -195,12 +195,12 @@ class VirtualEnv:
                 "Install the interpreter and its venv module (python3-venv on Debian and Ubuntu)."
             )
 
-    def pip_install(self, source_args: list[str], requirements: list[str], dry_run: bool) -> tuple[list[str], str]:
-        """Run pip install; return what it installed (or would install) and its output."""
+    def pip_install(self, source_args: list[str], requirements: list[str], dry_run: bool) -> list[str]:
+        """Run pip install; return what it installed (or, with DRY_RUN, would install)."""
         argv = [self.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
         argv += (["--dry-run"] if dry_run else []) + source_args + requirements
         rc, out, err = self.run(argv, PIP_ENV)
         if rc != 0:
             raise VenvError(f"pip install into {self.path} failed (rc {rc}):\n{tail(out, err)}")
         marker = "Would install " if dry_run else "Successfully installed "
-        return parse_pip_list(out, marker), out
+        return parse_pip_list(out, marker)

@@ -44,6 +44,8 @@ attributes:
     support: full
     details: The diff lists the installed version of every project that O(requirements) names.
   idempotent:
+    description: Run again with the same options right after a run, the module reports no change
+      and installs nothing.
     support: full
     details: Pin every requirement for a quick, pip-free re-run.
   platform:
@@ -219,7 +221,7 @@ class Installer:
         if not self.p["check_with_pip"] or (wheelhouse and not self.wheelhouse_ready(wheelhouse, versions)):
             self.result["installed"] = _venv.names_to_install(self.requirements, versions) or self.requirements
             return
-        self.result["installed"], _ = self.venv.pip_install(self.source_args(), self.requirements, dry_run=True)
+        self.result["installed"] = self.venv.pip_install(self.source_args(), self.requirements, dry_run=True)
 
     def wheelhouse_ready(self, wheelhouse: str, versions: dict) -> bool:
         try:
@@ -246,7 +248,7 @@ class Installer:
                     f"{_venv.WHEELHOUSE_HINT}"
                 )
         try:
-            self.result["installed"], _ = self.venv.pip_install(self.source_args(), self.requirements, dry_run=False)
+            self.result["installed"] = self.venv.pip_install(self.source_args(), self.requirements, dry_run=False)
         except _venv.VenvError as e:
             hint = f"\nIs every package in the wheelhouse {wheelhouse}? {_venv.WHEELHOUSE_HINT}" if wheelhouse else ""
             raise _venv.VenvError(f"{e}{hint}") from e
