@@ -29,7 +29,42 @@ antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dep
 # writable by the owner only, and reports a refused destination without failing.
 src="$work/src"
 mkdir -m 755 "$src"
-antsibull-docs sphinx-init --use-current --fail-on-error --dest-dir "$src" \
+# The front page: galaxy.yml's description, the guides, then antsibull-docs' indexes.
+python - >"$work/index.rst" <<'PY'
+import yaml
+
+galaxy = yaml.safe_load(open("galaxy.yml"))
+title = f"{galaxy['namespace']}.{galaxy['name']} {galaxy['version']}"
+print(f""".. _docsite_root_index:
+
+{title}
+{"=" * len(title)}
+
+{galaxy["description"].strip()}
+
+The guides (startup kits, jobs, the dashboard, Slurm, the clouds, offline installs, the tests)
+are in the repository's `docs folder <{galaxy["documentation"]}>`_.
+
+.. toctree::
+   :maxdepth: 2
+   :caption: Collection:
+
+   collections/index
+
+.. toctree::
+   :maxdepth: 1
+   :caption: Plugin indexes:
+   :glob:
+
+   collections/index_*
+
+.. toctree::
+   :maxdepth: 1
+   :caption: Reference indexes:
+
+   collections/environment_variables""")
+PY
+antsibull-docs sphinx-init --use-current --fail-on-error --dest-dir "$src" --index-rst-source "$work/index.rst" \
   --project federated.nvflare --copyright "federated.nvflare maintainers" \
   --title "federated.nvflare" --html-short-title "federated.nvflare" \
   federated.nvflare >"$work/init.log" 2>&1 || { cat "$work/init.log" >&2; die "antsibull-docs sphinx-init failed"; }
