@@ -45,7 +45,9 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether a second run with the same arguments changes nothing.
     support: full
+    details: Once the jobs are current, a second run only reads C(squeue).
   platform:
     platforms: posix
 requirements:
