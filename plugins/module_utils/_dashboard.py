@@ -62,13 +62,10 @@ class DashboardClient:
 
     Every failure raises DashboardError with a message that says what to fix; callers only deal
     with successful answers and turn the error into fail_json at the top of the module.
-    With raise_errors=False (the default, for callers that do not catch DashboardError yet) a
-    failure ends the module through fail_json instead.
     """
 
-    def __init__(self, module, raise_errors: bool = False):
+    def __init__(self, module):
         self.module = module
-        self.raise_errors = raise_errors
         params = module.params
         base = params["url"].rstrip("/")
         if base.endswith("/nvflare-dashboard"):
@@ -90,9 +87,8 @@ class DashboardClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def fail(self, msg: str, **result):
-        if not self.raise_errors:
-            self.module.fail_json(msg=msg, **result)
+    @staticmethod
+    def fail(msg: str, **result):
         raise DashboardError(msg, **result)
 
     def _open(self, method: str, path: str, data=None, auth: bool = True):

@@ -44,7 +44,7 @@ class DashboardManager:
         manager = cls(module)
         try:
             manager.validate()
-            manager.client = DashboardClient(module, raise_errors=True)
+            manager.client = DashboardClient(module)
             manager.client.login()
             result = manager.manage()
         except DashboardError as exc:

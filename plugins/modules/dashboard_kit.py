@@ -285,7 +285,7 @@ def main():
         module.fail_json(msg=missing_required_lib("cryptography"), exception=_kit.CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         validate(module.params)
-        client = DashboardClient(module, raise_errors=True)
+        client = DashboardClient(module)
         client.login()
         result = ensure_kit(module, client)
     except KitDownloadError as e:

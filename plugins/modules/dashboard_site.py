@@ -39,8 +39,8 @@ options:
     type: int
   mem_per_gpu_in_GiB:
     description:
-      - Memory per GPU, in GiB, the site offers to jobs.
-    type: int
+      - Memory per GPU, in GiB, the site offers to jobs (a fraction is allowed).
+    type: float
   approved:
     description:
       - Whether the project admin approved the site. V(false) puts an approved site back to
@@ -94,6 +94,7 @@ from ansible_collections.federated.nvflare.plugins.module_utils._dashboard impor
     is_approved,
 )
 from ansible_collections.federated.nvflare.plugins.module_utils._dashboard_records import RecordManager
+from ansible_collections.federated.nvflare.plugins.module_utils._resources import gib
 
 CAPACITY = ("num_of_gpus", "mem_per_gpu_in_GiB")
 
@@ -116,7 +117,7 @@ def capacity_of(site: dict | None, params: dict) -> dict:
     capacity = dict((site or {}).get("capacity") or {})
     for key in CAPACITY:
         if params[key] is not None:
-            capacity[key] = params[key]
+            capacity[key] = gib(params[key]) if key == "mem_per_gpu_in_GiB" else params[key]
     return capacity
 
 
@@ -178,7 +179,7 @@ def main():
         name=dict(type="str", required=True),
         organization=dict(type="str"),
         num_of_gpus=dict(type="int"),
-        mem_per_gpu_in_GiB=dict(type="int"),
+        mem_per_gpu_in_GiB=dict(type="float"),
         approved=dict(type="bool"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )

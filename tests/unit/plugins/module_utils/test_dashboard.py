@@ -28,9 +28,9 @@ class FakeModule:
         raise SystemExit(1)
 
 
-def client_answering(*answers, raise_errors=True):
+def client_answering(*answers):
     """A client whose requests get ANSWERS, (status, JSON body) each, in turn."""
-    client = DashboardClient(FakeModule(), raise_errors=raise_errors)
+    client = DashboardClient(FakeModule())
     queue = list(answers)
     client.requests = []
 
@@ -49,15 +49,15 @@ def test_the_dashboard_path_in_the_url_is_dropped():
 
 def test_a_url_that_is_not_http_is_a_dashboard_error():
     with pytest.raises(DashboardError, match="it must be an http\\(s\\) URL") as info:
-        DashboardClient(FakeModule(url="dashboard.example.org"), raise_errors=True)
+        DashboardClient(FakeModule(url="dashboard.example.org"))
     assert info.value.result == {}
 
 
-def test_without_raise_errors_a_failure_ends_the_module():
+def test_a_failure_never_ends_the_module_from_inside_the_client():
     module = FakeModule(url="ftp://dashboard.example.org")
-    with pytest.raises(SystemExit):
+    with pytest.raises(DashboardError, match="^cannot use url 'ftp://dashboard.example.org'"):
         DashboardClient(module)
-    assert module.failed["msg"].startswith("cannot use url 'ftp://dashboard.example.org'")
+    assert module.failed is None
 
 
 def test_login_keeps_the_token_and_the_account():
