@@ -148,7 +148,7 @@ def test_nvflare_role_describes_the_project_once_and_provisions_its_kits(tmp_pat
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook)]
     runs = [
         subprocess.run(cmd, env=ansible_env(tmp_path), capture_output=True, text=True, timeout=300, check=False)
-        for _ in range(2)
+        for _run in range(2)
     ]
     for proc in runs:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
