@@ -59,7 +59,7 @@ layer "static: sanity"        scripts/sanity.sh
 layer "static: build"         scripts/build.sh
 layer "static: galaxy-importer" scripts/galaxy-importer.sh
 layer "static: execution env" scripts/ee.sh
-layer "static: docs"          scripts/docs.sh
+layer "static: docs"          env NVFLARE_DOCS_OFFLINE=1 scripts/docs.sh
 layer "unit"                  scripts/pytest.sh tests/unit
 layer "functional"            scripts/pytest.sh tests/functional
 if ! timeout 10 docker info >/dev/null 2>&1; then
