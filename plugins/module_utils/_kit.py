@@ -691,3 +691,18 @@ def zip_bytes(files: dict[str, tuple[bytes, int]], pin: str | None, dirs=()) -> 
     count = len(entries)
     end = (zipfile.stringEndArchive, 0, 0, count, count, len(central), len(local), 0)
     return bytes(local + central + struct.pack(zipfile.structEndArchive, *end))
+
+
+def source_digest(path: str) -> str | None:
+    """What a kit source at PATH holds, to tell whether a copy of it is the same: "sha256:HEX" of
+    a zip (or any file), "tree:HEX" (tree_digest: paths, modes, contents) of a folder; None when
+    PATH does not exist. The controller's source and the host's staged copy digest alike."""
+    if os.path.isdir(path):
+        return "tree:" + tree_digest(read_tree(path))
+    if not os.path.isfile(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,13 +54,21 @@ def _in_process(name: str, full: dict) -> tuple[str, int]:
     mod = importlib.import_module(PACKAGE + name)
     out = io.StringIO()
     code = 0
-    with patch_module_args(full), contextlib.redirect_stdout(out):
-        try:
-            mod.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        else:
-            raise AssertionError(f"module {name} returned without exit_json or fail_json")
+    # Importing any controller code (a filter plugin under test) marks the process as the
+    # controller, and module warnings then go to the display instead of into the result: run
+    # the module as on a managed host.
+    was_controller = module_utils_internal.is_controller
+    module_utils_internal.is_controller = False
+    try:
+        with patch_module_args(full), contextlib.redirect_stdout(out):
+            try:
+                mod.main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            else:
+                raise AssertionError(f"module {name} returned without exit_json or fail_json")
+    finally:
+        module_utils_internal.is_controller = was_controller
     return out.getvalue(), code
 
 

@@ -28,6 +28,15 @@ PLAY = """
   environment:
     PATH: "{{ case_path }}"
   tasks:
+    # What the role's look (the _participant role's tasks/look.yml) passes for the GPUs.
+    - name: Look at the GPUs
+      federated.nvflare.participant_info:
+        user: root
+        gpus:
+          detect: true
+          num_of_gpus: "{{ client_gpu_num_of_gpus | default(none) }}"
+          mem_per_gpu_in_GiB: "{{ client_gpu_mem_per_gpu_gib | default(none) }}"
+      register: __participant_look
     - name: Detect
       ansible.builtin.include_role:
         name: federated.nvflare.client_gpu
@@ -39,7 +48,7 @@ PLAY = """
       when: __client_gpu_offer | int > 0
     - name: Report
       ansible.builtin.debug:
-        msg: "{{ {'offer': __client_gpu_offer | int, 'mem': __client_gpu_offer_mem | int} }}"
+        msg: "{{ {'offer': __client_gpu_offer | int, 'mem': __client_gpu_offer_mem | float} }}"
 """
 
 
