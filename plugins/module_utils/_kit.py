@@ -25,6 +25,8 @@ import traceback
 import zipfile
 import zlib
 
+from ansible_collections.federated.nvflare.plugins.module_utils import _files
+
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -699,10 +701,5 @@ def source_digest(path: str) -> str | None:
     PATH does not exist. The controller's source and the host's staged copy digest alike."""
     if os.path.isdir(path):
         return "tree:" + tree_digest(read_tree(path))
-    if not os.path.isfile(path):
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    sha = _files.file_sha256(path)
+    return None if sha is None else "sha256:" + sha
