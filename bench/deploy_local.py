@@ -113,12 +113,23 @@ def profile_lines(output: str) -> list[str]:
     return [line for line in tail.splitlines() if re.search(r"-+ \d+\.\d+s$", line)]
 
 
+def last_start(sites: int, started: float) -> float | None:
+    """Seconds after STARTED (wall clock) at which the last participant process of the local
+    inventory was started: the newest of their pid files, which the process service manager
+    writes when it starts one."""
+    names = ["localhost"] + [f"site-{i}" for i in range(1, sites + 1)]
+    stamps = [p.stat().st_mtime for p in (Path("/var/lib/nvflare") / n / "service.pid" for n in names) if p.exists()]
+    return max(stamps) - started if len(stamps) == len(names) else None
+
+
 def ours(sites: int, work: Path, profile: bool) -> dict:
     run = Run(inventory(work / f"inventory-{sites}", sites), work / f"provision-{sites}", profile)
     run.playbook("stop.yml")
     run.playbook("site.yml")  # warm-up: this count's kits and folders
     run.playbook("stop.yml")
+    started = time.time()
     deploy, deploy_out = run.playbook("site.yml")
+    started_last = last_start(sites, started)
     rerun, rerun_out = run.playbook("site.yml")
     run.playbook("stop.yml")
     return {
@@ -127,16 +138,19 @@ def ours(sites: int, work: Path, profile: bool) -> dict:
         "changed": changed(rerun_out),
         "tasks": tasks_per_host(rerun_out),
         "profile": (profile_lines(deploy_out), profile_lines(rerun_out)),
+        "last_start": started_last,
     }
 
 
-def poc(sites: int) -> float:
+def poc(sites: int) -> tuple[float, float]:
+    """Seconds from `poc prepare` until SITES clients are registered, and of those the prepare's."""
     work = Path(tempfile.mkdtemp(prefix=f"nvflare-poc-bench-{sites}."))
     e = env({"NVFLARE_POC_WORKSPACE": str(work)})
     nvflare = [str(VENV_BIN / "nvflare")]
     t0 = time.monotonic()
     prepare = nvflare + ["poc", "prepare", "-n", str(sites), "--force"]
     subprocess.run(prepare, env=e, input="y\n", text=True, capture_output=True, check=True)
+    prepared = time.monotonic() - t0
     subprocess.Popen(nvflare + ["poc", "start"], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     admin = next(work.rglob("admin@nvidia.com"))
     code = (
@@ -152,7 +166,7 @@ def poc(sites: int) -> float:
         while time.monotonic() - t0 < 300:
             probe = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, check=False, timeout=60)
             if probe.returncode == 0:
-                return time.monotonic() - t0
+                return time.monotonic() - t0, prepared
             time.sleep(1)
         sys.exit(f"POC clients did not register within 300 s ({sites} sites)")
     finally:
@@ -198,19 +212,27 @@ def main() -> None:
     args = parser.parse_args()
     counts = sorted(set(args.sites))
     work = Path(tempfile.mkdtemp(prefix="nvflare-deploy-bench."))
-    results, baseline = {}, {}
+    results, baseline, prepares = {}, {}, {}
     try:
         for n in counts:
             results[n] = ours(n, work, args.profile and n == counts[-1])
             print(f"{n} sites: deploy {results[n]['deploy']:.1f} s, re-run {results[n]['rerun']:.1f} s", flush=True)
-            baseline[n] = poc(n)
+            baseline[n], prepares[n] = poc(n)
             print(f"{n} sites: nvflare poc prepare + start {baseline[n]:.1f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n" + "\n".join(table(counts, results, baseline)))
     if args.profile:
-        big = results[counts[-1]]
-        print(f"\nTasks per host in the re-run ({counts[-1]} sites): {big['tasks']}")
+        n = counts[-1]
+        big = results[n]
+        if big["last_start"] is not None:
+            print(
+                f"\nDeploy, {n} sites: the last participant process started {big['last_start']:.1f} s into the run, "
+                f"the run ended (every site registered) {big['deploy'] - big['last_start']:.1f} s later. "
+                f"POC, {n} sites: prepare {prepares[n]:.1f} s, "
+                f"start until registered {baseline[n] - prepares[n]:.1f} s."
+            )
+        print(f"\nTasks per host in the re-run ({n} sites): {big['tasks']}")
         for title, lines in zip(("deploy", "re-run"), big["profile"], strict=True):
             print(f"\nSlowest tasks of the {title} ({counts[-1]} sites):")
             print("\n".join(lines) or "  (no profile output)")
