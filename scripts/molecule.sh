@@ -83,10 +83,11 @@ run_scenario() {
     t0=$SECONDS
     printf '[%5ds] ==> molecule %s -s %s\n' "$SECONDS" "$step" "$scenario"
     rc=0
+    # Steps are named as in test_sequence (side_effect); commands with a hyphen (side-effect).
     if [ "$step" = verify ]; then
-      NVFLARE_TEST_COUNTS="$counts" mol "$step" -s "$scenario" || rc=$?
+      NVFLARE_TEST_COUNTS="$counts" mol "${step//_/-}" -s "$scenario" || rc=$?
     else
-      mol "$step" -s "$scenario" || rc=$?
+      mol "${step//_/-}" -s "$scenario" || rc=$?
     fi
     took[$step]=$(( ${took[$step]:-0} + SECONDS - t0 ))
     if [ "$rc" -ne 0 ] && [ -z "$failed_step" ]; then

@@ -7,6 +7,8 @@ Python program there with the admin kit, through the service virtualenv.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -147,3 +149,22 @@ def test_killed_server_is_restarted(host):
     ), "systemd did not restart the server"
     assert _wait(lambda: host.socket("tcp://0.0.0.0:8002").is_listening, 120)
     assert _wait(lambda: _registered() == SITES, 180), "sites did not come back after the server restart"
+
+
+def test_check_diff_on_the_converged_federation_changes_nothing():
+    """site.yml --check --diff on the converged hosts: no failed task, nothing to change."""
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(root / "playbooks" / "site.yml"), "--check", "--diff"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=root,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+).*failed=(\d+)", output, re.M)
+    assert {host for host, _, _ in recap} >= {"server", "site-1", "site-2", "localhost"}, output[-3000:]
+    assert all(changed == "0" and failed == "0" for _, changed, failed in recap), output[-4000:]
