@@ -161,7 +161,12 @@ def test_the_handlers_read_only_the_hosts_fact():
     names = set(re.findall(r"\b_{1,2}participant_\w+", code))
     # The process scripts are fixed text of vars/main.yml; every setting comes from the fact.
     # (__participant_restarted is the systemd handler's own registered result.)
-    allowed = {"__participant_service", "__participant_restarted", "_participant_process_stop", "_participant_process_start"}
+    allowed = {
+        "__participant_service",
+        "__participant_restarted",
+        "_participant_process_stop",
+        "_participant_process_start",
+    }
     assert names <= allowed, names
     vars_text = (Path(__file__).resolve().parents[3] / "roles" / "_participant" / "vars" / "main.yml").read_text()
     for script in ("_participant_process_stop", "_participant_process_start"):
