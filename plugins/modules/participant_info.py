@@ -302,13 +302,14 @@ def look_runtime(p, run):
     pw = _pw(p["user"])
     home = p["home"]
     home_ok = home is None or bool(pw and _owned_folder(home, pw.pw_uid, p["group"], 0o750))
+    st = _stat(home) if home else None
     account_ok = not p["account"] or bool(
         pw
         and pw.pw_dir == home
         and pw.pw_shell == NOLOGIN
-        and _stat(home) is not None
-        and _group_name(_stat(home).st_gid) == p["group"]
-        and pw.pw_gid == _stat(home).st_gid
+        and st is not None
+        and _group_name(st.st_gid) == p["group"]
+        and pw.pw_gid == st.st_gid
     )
     unmet = []
     if p["venv"]:
