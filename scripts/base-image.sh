@@ -4,13 +4,28 @@
 # reachable.
 #   base-image.sh            every image below
 #   base-image.sh FLAVOUR    one of them
-# Flavours: systemd (every test host) and slurm (the same plus munge and Slurm's daemons).
-# An image is rebuilt only when its package list changed (kept in an image label).
+# Flavours: systemd (every test host), slurm (the same plus munge and Slurm's daemons) and ssh
+# (the same plus an SSH server and a user `ubuntu` with passwordless sudo, as on an EC2 Ubuntu
+# image; each container makes its own host keys when it starts, and its authorized key is put
+# there by the test, as cloud-init would).
+# An image is rebuilt only when its recipe changed (package list and setup, kept in an image label).
 source "$(dirname "$0")/lib.sh"
 
 BASE_PACKAGES=python3,python3-apt,python3-venv,systemd,systemd-sysv,dbus,sudo,iproute2,procps,ca-certificates,zip,unzip
-declare -A IMAGES=([systemd]="$BASE_IMAGE" [slurm]="$SLURM_IMAGE")
-declare -A EXTRAS=([systemd]="" [slurm]="munge slurm-wlm slurm-client")
+declare -A IMAGES=([systemd]="$BASE_IMAGE" [slurm]="$SLURM_IMAGE" [ssh]="$SSH_IMAGE")
+declare -A EXTRAS=([systemd]="" [slurm]="munge slurm-wlm slurm-client" [ssh]="openssh-server")
+# Run in the image after its extras are installed.
+declare -A SETUP=([ssh]='
+useradd --create-home --shell /bin/bash ubuntu
+printf "ubuntu ALL=(ALL) NOPASSWD:ALL\n" > /etc/sudoers.d/90-ubuntu
+chmod 0440 /etc/sudoers.d/90-ubuntu
+printf "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n" > /etc/ssh/sshd_config.d/50-test-host.conf
+rm -f /etc/ssh/ssh_host_*
+mkdir -p /etc/systemd/system/ssh.service.d
+printf "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n" \
+  > /etc/systemd/system/ssh.service.d/host-keys.conf
+systemctl enable ssh.service
+')
 
 rootfs=""
 work=$(mktemp -d "${TMPDIR:-/tmp}/nvflare-image.XXXXXX")
@@ -35,8 +50,8 @@ bootstrap_rootfs() {
 }
 
 build() {
-  local flavour=$1 image=${IMAGES[$1]} extras=${EXTRAS[$1]} label have dir
-  label="$BASE_PACKAGES${extras:+ + $extras}"
+  local flavour=$1 image=${IMAGES[$1]} extras=${EXTRAS[$1]} setup=${SETUP[$1]:-} label have dir
+  label="$BASE_PACKAGES${extras:+ + $extras}${setup:+ + setup $(printf '%s' "$setup" | sha256sum | cut -c1-12)}"
   have=$(docker image inspect -f '{{ index .Config.Labels "org.federated-nvflare.packages" }}' "$image" 2>/dev/null || true)
   [ "$have" = "$label" ] && return 0
   bootstrap_rootfs
@@ -54,6 +69,10 @@ build() {
     chroot "$dir" env DEBIAN_FRONTEND=noninteractive bash -c \
       "apt-get update -qq && apt-get install -y -qq --no-install-recommends $extras" >"$CACHE/image-$flavour.log" 2>&1 \
       || { tail -20 "$CACHE/image-$flavour.log" >&2; die "apt-get in the $flavour image failed (see $CACHE/image-$flavour.log)"; }
+    if [ -n "$setup" ]; then
+      chroot "$dir" bash -euc "$setup" >>"$CACHE/image-$flavour.log" 2>&1 \
+        || { tail -20 "$CACHE/image-$flavour.log" >&2; die "the setup of the $flavour image failed (see $CACHE/image-$flavour.log)"; }
+    fi
     umount "$dir/proc" "$dir/dev"
     rm -f "$dir/usr/sbin/policy-rc.d"
     : > "$dir/etc/resolv.conf"
@@ -68,7 +87,7 @@ build() {
 
 mkdir -p "$CACHE"
 if [ $# -eq 0 ]; then
-  set -- systemd slurm
+  set -- systemd slurm ssh
 fi
 for flavour in "$@"; do
   [ -n "${IMAGES[$flavour]:-}" ] || die "unknown image flavour '$flavour' (known: ${!IMAGES[*]})"

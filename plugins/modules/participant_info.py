@@ -84,8 +84,18 @@ options:
         type: str
         required: true
       staging:
-        description: The folder holding staged kits, which must be owned by root with mode C(0700).
+        description:
+          - The folder holding staged kits, which must be owned by O(kit.staging_owner) and
+            O(kit.staging_group) with mode C(0700), as must the staged copy.
         type: path
+      staging_owner:
+        description: The user owning the staging folder and the staged copy (the installing account).
+        type: str
+        default: root
+      staging_group:
+        description: The group owning the staging folder.
+        type: str
+        default: root
       dest:
         description: The folder the kit is installed in, as for M(federated.nvflare.startup_kit).
         type: path
@@ -327,11 +337,14 @@ def look_runtime(p, run):
 
 
 def _staged(k):
-    """Whether the staged copy is the controller's kit, owned by root, as the roles copy it."""
-    if k["staging"] and not _owned_folder(k["staging"], 0, "root", 0o700):
+    """Whether the staged copy is the controller's kit, owned by the installing account, as the roles copy it."""
+    owner = _pw(k["staging_owner"])
+    if owner is None:
+        return False
+    if k["staging"] and not _owned_folder(k["staging"], owner.pw_uid, k["staging_group"], 0o700):
         return False
     st = _stat(k["src"])
-    if st is None or st.st_uid != 0 or _kit.source_digest(k["src"]) != k["src_digest"]:
+    if st is None or st.st_uid != owner.pw_uid or _kit.source_digest(k["src"]) != k["src_digest"]:
         return False
     return stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) == 0o600
 
@@ -404,6 +417,8 @@ ARGUMENT_SPEC = dict(
             src=dict(type="path", required=True),
             src_digest=dict(type="str", required=True),
             staging=dict(type="path"),
+            staging_owner=dict(type="str", default="root"),
+            staging_group=dict(type="str", default="root"),
             dest=dict(type="path", required=True),
             pin=dict(type="str", no_log=True),
             type=dict(type="str", choices=["server", "client", "admin"], required=True),

@@ -142,6 +142,15 @@ def test_staged_copy_must_be_the_controllers_kit_with_its_mode(run_module, host,
     assert run_module("participant_info", host)["kit"]["staged"] is False
 
 
+def test_the_staged_copy_belongs_to_the_installing_account(run_module, host):
+    """An unprivileged admin stages its kit as itself: a copy owned by anyone else is not current."""
+    _install(run_module, host)
+    assert run_module("participant_info", host)["kit"]["staged"] is True
+    for owner, group in (("nobody", "root"), ("root", "nogroup"), ("no-such-user", "root")):
+        other = dict(host, kit=dict(host["kit"], staging_owner=owner, staging_group=group))
+        assert run_module("participant_info", other)["kit"]["staged"] is False, owner
+
+
 def test_a_folder_source_is_compared_by_its_tree(run_module, host, kits, tmp_path):
     staged = Path(host["kit"]["staging"]) / "site-1"
     shutil.copytree(kits.site1_dir, staged)
