@@ -228,10 +228,10 @@ def test_no_secret_in_vvv_output():
 
 
 def test_check_mode_on_the_converged_host_changes_nothing():
-    """--check on the converged dashboard host: succeeds, reports nothing to change, and leaves
+    """--check --diff on the converged dashboard host: succeeds, reports nothing to change, and leaves
     the certificate and the running service alone."""
     before, pid = served_certificate(), main_pid()
-    proc = _playbook("--check")
+    proc = _playbook("--check", "--diff")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     counts = re.findall(r"changed=(\d+)", output)
