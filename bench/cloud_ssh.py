@@ -46,10 +46,8 @@ import cloudctl  # noqa: E402
 TARGETS = {"first_round": 180.0, "rerun": 30.0}
 ROUND1 = re.compile(r"^(\S+ \S+),\d+ .*: round 1: global val_dice", re.M)
 ADMIN = "admin@example.com"
-PACKAGES = {
-    "server": ["nvflare==2.9.0"],
-    "client": ["nvflare==2.9.0", "torch==2.13.0", "monai==1.6.1", "nibabel==5.4.2"],
-}
+# What the roles install (server_packages, client_gpu_packages): the job's server side needs PyTorch too.
+PACKAGES = ["nvflare==2.9.0", "torch==2.13.0", "monai==1.6.1", "nibabel==5.4.2"]
 
 
 def molecule(*steps: str) -> None:
@@ -129,12 +127,12 @@ def nvflare_route(keep: Path) -> dict:
     prod = sorted(work.glob("*/prod_*"))[-1]
     errors: list[str] = []
 
-    def host(name: str, kit: str, kind: str) -> None:
+    def host(name: str, kit: str) -> None:
         target = f"ubuntu@{addresses[name]}"
         steps = [
             ["scp", "-q", "-r", *opts, wheelhouse, f"{target}:wheelhouse"],
             ["ssh", *opts, target, "python3 -m venv nvflare-env && nvflare-env/bin/pip install -q --no-index "
-             f"--disable-pip-version-check -f wheelhouse {' '.join(PACKAGES[kind])}"],
+             f"--disable-pip-version-check -f wheelhouse {' '.join(PACKAGES)}"],
             ["scp", "-q", "-r", *opts, str(prod / kit), f"{target}:{kit}"],
             ["ssh", *opts, target, f"cd {kit} && PATH=$HOME/nvflare-env/bin:$PATH setsid nohup bash startup/start.sh "
              "> start.log 2>&1 < /dev/null &"],
@@ -145,8 +143,8 @@ def nvflare_route(keep: Path) -> dict:
                 errors.append(f"{name}: {' '.join(cmd[:2])}: {proc.stderr[-500:]}")
                 return
 
-    threads = [threading.Thread(target=host, args=("server", cloudctl.SERVER_FQDN, "server"))]
-    threads += [threading.Thread(target=host, args=(s, s, "client")) for s in ("site-1", "site-2")]
+    threads = [threading.Thread(target=host, args=("server", cloudctl.SERVER_FQDN))]
+    threads += [threading.Thread(target=host, args=(s, s)) for s in ("site-1", "site-2")]
     for t in threads:
         t.start()
     for t in threads:
@@ -156,12 +154,21 @@ def nvflare_route(keep: Path) -> dict:
     submit = f"""
 import sys, time
 from nvflare.fuel.flare_api.flare_api import new_secure_session
-s = new_secure_session({ADMIN!r}, {str(prod / ADMIN)!r}, timeout=120)
+s = new_secure_session({ADMIN!r}, {str(prod / ADMIN)!r}, timeout=300)
+deadline = time.time() + 300
 while len(s.get_system_info().client_info) < 2:
+    if time.time() > deadline:
+        sys.exit("the sites did not register within 300 s")
     time.sleep(0.5)
 print(s.submit_job({str(keep / "job")!r}))
 """
-    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", submit], check=True, capture_output=True, timeout=600)
+    try:
+        proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", submit], capture_output=True, text=True,
+                              timeout=600, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"NVFlare's route: the admin's login hung for 600 s\n{diagnostics()}") from None
+    if proc.returncode != 0:
+        raise SystemExit(f"NVFlare's route: the admin failed: {proc.stderr[-1500:]}\n{diagnostics()}")
     logs = {s: f"/home/ubuntu/{s}/*/log.txt" for s in ("site-1", "site-2")}
     deadline = time.time() + 900
     while (round1 := first_round_end(logs)) is None:
@@ -169,6 +176,19 @@ print(s.submit_job({str(keep / "job")!r}))
             raise SystemExit("NVFlare's route: no round finished within 15 minutes")
         time.sleep(1)
     return {"first_round": round1 - t0}
+
+
+def diagnostics() -> str:
+    """The last lines of each hand-started participant's logs."""
+    out = []
+    for name, container in cloudctl.INSTANCES.items():
+        kit = cloudctl.SERVER_FQDN if name == "server" else name
+        logs = f"tail -n 15 /home/ubuntu/{kit}/start.log /home/ubuntu/{kit}/log.txt 2>&1"
+        tail = subprocess.run(
+            ["docker", "exec", container, "sh", "-c", logs], capture_output=True, text=True, check=False
+        )
+        out.append(f"== {name}\n{tail.stdout}")
+    return "\n".join(out)
 
 
 def fmt(value: float | None) -> str:
@@ -184,7 +204,13 @@ def main() -> int:
     keep = Path(tempfile.mkdtemp(prefix="bench-cloud-"))
     try:
         ours = collection_route(keep)
-        theirs = None if args.no_nvflare_route else nvflare_route(keep)
+        print("federated.nvflare:", json.dumps(ours), flush=True)
+        theirs = None
+        if not args.no_nvflare_route:
+            try:
+                theirs = nvflare_route(keep)
+            except SystemExit as failed:
+                print(f"NVFlare's route gave no figure: {failed}", flush=True)
     finally:
         molecule("cleanup", "destroy")
         shutil.rmtree(keep, ignore_errors=True)
