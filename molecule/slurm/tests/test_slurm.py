@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.helpers import learning  # noqa: E402  (the repository root, as the dashboard verifier does)
+from tests.helpers import flare_admin, learning  # noqa: E402  (the repository root, as the dashboard verifier does)
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
@@ -29,17 +29,6 @@ SITES = ["slurm-login", "slurm-site"]
 JOB_NAME = "nvflare-slurm-login"
 SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
 
-REGISTERED = """
-import json
-from nvflare.fuel.flare_api.flare_api import new_secure_session
-s = new_secure_session(ADMIN, ADMIN_KIT, timeout=30)
-try:
-    info = s.get_system_info()
-    print(json.dumps(sorted(c.name for c in info.client_info)))
-finally:
-    s.close()
-""".replace("ADMIN_KIT", repr(ADMIN_KIT)).replace("ADMIN", repr(ADMIN))
-
 
 def _docker(container, *argv, timeout=90):
     return subprocess.run(
@@ -47,10 +36,14 @@ def _docker(container, *argv, timeout=90):
     ).stdout
 
 
+def _admin(action, *args):
+    """NVFlare's own admin command, through the admin kit on the server container."""
+    return flare_admin.run(["docker", "exec", "slurm-server"], f"{VENV}/bin/python", ADMIN, ADMIN_KIT, action, *args)
+
+
 def _registered():
-    """Sites the server lists, asked through the admin kit on the server container."""
-    out = _docker("slurm-server", f"{VENV}/bin/python", "-c", REGISTERED)
-    return json.loads(out.strip().splitlines()[-1])
+    """Sites the server lists."""
+    return _admin("registered")
 
 
 def _joins():
@@ -155,10 +148,62 @@ def test_scancel_hands_over_to_the_successor_which_reregisters(login):
     assert running not in [j[0] for j in _jobs()]
 
 
+# -- NVFlare's own admin commands on the site's batch jobs -----------------------------------
+
+KIT = "/shared/nvflare/sites/slurm-login"
+
+
+def test_admin_restart_ends_the_job_and_its_successor_reregisters(login):
+    jobs = _jobs()
+    running = next(j[0] for j in jobs if j[1] == "RUNNING")
+    joins = _joins()
+    start = time.monotonic()
+    _admin("restart", "client", "slurm-login")
+    # The client exits with restart.fl, its job ends, the successor starts it again.
+    assert _wait(lambda: running not in [j[0] for j in _jobs()], 120), _jobs()
+    assert _wait(lambda: _joins() > joins, 180), "the successor did not register after the admin's restart"
+    print(f"slurm-login registered again {time.monotonic() - start:.0f} s after the admin's restart")
+    assert _wait(lambda: sorted(j[1] for j in _jobs()) == ["PENDING", "RUNNING"], 60), _jobs()
+    assert not login.file(f"{KIT}/restart.fl").exists
+    assert _wait(lambda: _registered() == SITES, 60)
+
+
+def test_status_reports_the_slurm_site_by_its_job(login):
+    status = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "status.json"
+    _playbook("status.yml", "--check", "-e", f"nvflare_status_file={status}")
+    report = json.loads(status.read_text())
+    assert report["ok"] is True, report["problems"]
+    row = next(r for r in report["participants"] if r["name"] == "slurm-login")
+    assert (row["state"], row["registered"], row["nvflare_version"]) == ("running", True, "2.9.0")
+    assert row["since"] and row["cert_days_left"] > 300 and row["restarts"] is None
+
+
+def test_admin_shutdown_ends_the_chain_of_jobs_until_site_yml_runs(login):
+    _admin("shutdown", "client", "slurm-login")
+    # The running job ends; its successor starts, finds shutdown.fl and ends without a successor.
+    assert _wait(lambda: _jobs() == [], 120), _jobs()
+    assert login.file(f"{KIT}/shutdown.fl").exists
+    time.sleep(10)
+    assert _jobs() == []
+    assert _wait(lambda: "slurm-login" not in _registered(), 180), _registered()
+    failed = _playbook("status.yml", rc=2)
+    assert "slurm-login is shut down by an NVFlare admin" in " ".join(failed.split()), failed[-3000:]
+    logs = login.check_output(f"cat {KIT}/slurm/{JOB_NAME}-*.out")
+    assert "was shut down by an NVFlare admin (shutdown.fl): not starting, no successor queued" in logs
+
+    joins = _joins()
+    assert _playbook("site.yml", "--limit", "localhost,slurm-login") > 0
+    assert not login.file(f"{KIT}/shutdown.fl").exists
+    assert _wait(lambda: sorted(j[1] for j in _jobs()) == ["PENDING", "RUNNING"], 120), _jobs()
+    assert _wait(lambda: _joins() > joins, 180), "the site did not register after site.yml"
+    assert _wait(lambda: _registered() == SITES, 60)
+
+
 # -- a changed job script, then the teardown (last: they change what the tests above saw) ------
 
 
-def _playbook(name, *args, timeout=900):
+def _playbook(name, *args, timeout=900, rc=0):
+    """Run playbooks/NAME; its output when it must fail (RC), else its total of changed tasks."""
     inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / name), *args],
@@ -168,7 +213,9 @@ def _playbook(name, *args, timeout=900):
         cwd=ROOT,
     )
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
+    assert proc.returncode == rc, output[-3000:]
+    if rc:
+        return output
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output))
 
 

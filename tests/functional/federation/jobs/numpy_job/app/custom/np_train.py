@@ -6,6 +6,7 @@
 
 --sleep N   sleep N seconds per round (for timeout and abort tests)
 --fail      raise on the first task (a job whose train script fails)
+--fail-on S raise on the first task on site S only
 """
 
 import argparse
@@ -18,14 +19,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--fail", action="store_true")
+    parser.add_argument("--fail-on", default="")
     args = parser.parse_args()
     flare.init()
     while flare.is_running():
         model = flare.receive()
         if model is None:
             break
-        if args.fail:
-            raise RuntimeError("np_train.py failed on purpose (--fail)")
+        if args.fail or args.fail_on == flare.get_site_name():
+            raise RuntimeError(f"np_train.py failed on purpose on {flare.get_site_name()}")
         time.sleep(args.sleep)
         params = {k: v + 1 for k, v in model.params.items()}
         flare.send(flare.FLModel(params=params, metrics={"accuracy": float(model.current_round or 0)}))
