@@ -63,7 +63,8 @@ _value:
     participants:
       description:
         - One row per participant - V(name), V(type), V(host), V(state), V(since), V(restarts),
-          V(registered) (sites; null for the server and admins), V(nvflare_version),
+          V(registered) (sites; null for the server and admins), V(nvflare_version) (installed),
+          V(running_version) (what its process reports to the server),
           V(cert_days_left), V(root_ca_days_left), V(problems).
       type: list
       elements: dict
@@ -132,6 +133,12 @@ def status_report(reports: list, federation: dict, sites: list) -> dict:
         version = status.get("nvflare_version")
         if version:
             versions.setdefault(version, []).append(name)
+        # What the running process reports (the server's report_version), against what is installed.
+        running = (federation.get("versions") or {}).get("server" if kind == "server" else name)
+        if running and version and running != version:
+            row_problems.append(
+                f"{name} runs NVFlare {running} but {version} is installed: restart it (the next site.yml run does)"
+            )
         rows.append(
             {
                 "name": name,
@@ -142,6 +149,7 @@ def status_report(reports: list, federation: dict, sites: list) -> dict:
                 "restarts": service.get("restarts"),
                 "registered": (name in registered) if is_site and reachable else None,
                 "nvflare_version": version,
+                "running_version": running,
                 "cert_days_left": _days(status.get("certificates"), "participant"),
                 "root_ca_days_left": _days(status.get("certificates"), "root CA"),
                 "problems": row_problems,

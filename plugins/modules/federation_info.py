@@ -43,6 +43,18 @@ options:
       - Seconds between two polls while waiting for O(wait_for_sites).
     type: float
     default: 2.0
+  versions:
+    description:
+      - Also ask the server and every registered site which NVFlare release their running
+        process reports (NVFlare's C(report_version) admin command), in RV(versions).
+    type: bool
+    default: false
+  wait_for_version:
+    description:
+      - With O(wait_for_sites), also wait until the server and every one of those sites report
+        this NVFlare release (after an upgrade, until each restarted), and fail at O(timeout)
+        naming those that report another one. Implies O(versions).
+    type: str
 seealso:
   - module: federated.nvflare.job
 notes:
@@ -133,6 +145,13 @@ jobs:
     duration:
       description: Run time so far or in total (H:MM:SS.ffffff).
       type: str
+versions:
+  description:
+    - The NVFlare release each running participant reports, C(server) for the server, by site
+      name for the sites (null for one that did not answer). Empty without O(versions).
+  returned: success
+  type: dict
+  sample: {server: 2.9.0, site-1: 2.9.0, site-2: 2.9.0}
 running_jobs:
   description: IDs of the jobs running now.
   returned: success
@@ -147,7 +166,20 @@ import traceback
 from ansible_collections.federated.nvflare.plugins.module_utils import _flare
 
 
-def _read(sess) -> dict:
+def _versions(sess) -> dict:
+    """{participant: release} from NVFlare's report_version; None for one that did not answer."""
+    try:
+        reply = sess.report_version("all") or {}
+    except Exception:  # a site that is restarting: asked again at the next poll
+        return {}
+    versions = {}
+    for name, value in reply.items():
+        version = value.get("version") if isinstance(value, dict) else value
+        versions[str(name)] = str(version) if version and version != "unknown" else None
+    return versions
+
+
+def _read(sess, versions: bool = False) -> dict:
     info = sess.get_system_info()
     sites = sorted(
         ({"name": c.name, "last_connect_time": _flare.iso_time(c.last_connect_time)} for c in info.client_info),
@@ -170,15 +202,26 @@ def _read(sess) -> dict:
         "site_names": [s["name"] for s in sites],
         "jobs": jobs,
         "running_jobs": [j.job_id for j in info.job_info],
+        "versions": _versions(sess) if versions else {},
     }
+
+
+def _behind(result: dict, wanted: list, version: str | None) -> list:
+    """Of the server and the sites WANTED, those that do not report VERSION yet."""
+    if not version:
+        return []
+    reported = result.get("versions") or {}
+    return [name for name in ["server", *wanted] if reported.get(name) != version]
 
 
 def _gather(module, kit, username) -> dict:
     p = module.params
     wanted = list(dict.fromkeys(p["wait_for_sites"]))
+    version = p["wait_for_version"]
+    ask_versions = p["versions"] or bool(version)
     if not wanted:
         with _flare.session(kit, username, p["connect_timeout"]) as sess:
-            result = _read(sess)
+            result = _read(sess, ask_versions)
         result["missing_sites"] = []
         return result
 
@@ -189,9 +232,10 @@ def _gather(module, kit, username) -> dict:
         try:
             with _flare.session(kit, username, p["connect_timeout"]) as sess:
                 while True:
-                    result = _read(sess)
+                    result = _read(sess, ask_versions)
                     missing = [s for s in wanted if s not in result["site_names"]]
-                    if not missing or time.monotonic() >= deadline:
+                    behind = _behind(result, wanted, version)
+                    if (not missing and not behind) or time.monotonic() >= deadline:
                         break
                     time.sleep(min(p["poll_interval"], max(0.0, deadline - time.monotonic())))
             break
@@ -210,6 +254,14 @@ def _gather(module, kit, username) -> dict:
         )
     missing = [s for s in wanted if s not in result["site_names"]]
     result["missing_sites"] = missing
+    behind = [name for name in _behind(result, wanted, version) if name not in missing]
+    if behind and not missing:
+        reported = ", ".join(f"{name}: {result['versions'].get(name) or 'no answer'}" for name in behind)
+        raise _flare.FlareError(
+            f"not every participant runs NVFlare {version} after {p['timeout']:g} s ({reported}); a participant "
+            f"whose virtualenv was upgraded runs the old release until it restarts: check its service",
+            **result,
+        )
     if missing:
         registered = ", ".join(result["site_names"]) or "none"
         raise _flare.FlareError(
@@ -227,6 +279,8 @@ def main():
             wait_for_sites=dict(type="list", elements="str", default=[]),
             timeout=dict(type="float", default=120.0),
             poll_interval=dict(type="float", default=2.0),
+            versions=dict(type="bool", default=False),
+            wait_for_version=dict(type="str"),
         ),
         seconds=("connect_timeout", "timeout", "poll_interval"),
     )

@@ -257,10 +257,13 @@ gpus:
       type: str
   sample: {detected: 0, offer: 0, offer_mem: 0, problem: nvidia-smi is not installed}
 service:
-  description: Whether the participant runs (and, for systemd, starts at boot).
+  description:
+    - Whether the participant runs (and, for systemd, starts at boot).
+    - C(stale) is true when it runs but started before NVFlare in O(venv) was last installed - an
+      upgrade whose restart did not happen (a run that stopped in between), which the roles restart.
   returned: always
   type: dict
-  sample: {running: true, enabled: true}
+  sample: {running: true, enabled: true, stale: false}
 """
 
 import grp
@@ -386,22 +389,79 @@ def look_gpus(g, module):
     return {"detected": detected, "offer": min(wanted, detected), "offer_mem": mem, "problem": problem}
 
 
-def look_service(s, module):
+def _started_at(pid):
+    """When process PID started (seconds since the epoch), or None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _installed_at(venv):
+    """When NVFlare was last installed into VENV (its .dist-info folder's time), or None."""
+    latest = None
+    for lib in ("lib", "lib64"):
+        base = os.path.join(venv or "", lib)
+        for python in os.listdir(base) if os.path.isdir(base) else []:
+            site = os.path.join(base, python, "site-packages")
+            for name in os.listdir(site) if os.path.isdir(site) else []:
+                if name.startswith("nvflare-") and name.endswith(".dist-info"):
+                    when = _stat(os.path.join(site, name))
+                    latest = max(latest or 0, when.st_mtime) if when else latest
+    return latest
+
+
+def _stale(pid, venv):
+    started, installed = _started_at(pid), _installed_at(venv)
+    # A second of slack: the process may start within the second the install ended.
+    return bool(started and installed and started + 1 < installed)
+
+
+def look_service(s, module, venv=None):
     if s["manager"] == "systemd":
         systemctl = module.get_bin_path("systemctl")
         if systemctl is None:
-            return {"running": False, "enabled": False}
-        _rc, out, _err = module.run_command([systemctl, "show", s["unit"], "-p", "ActiveState", "-p", "UnitFileState"])
+            return {"running": False, "enabled": False, "stale": False}
+        argv = [systemctl, "show", s["unit"], "-p", "ActiveState", "-p", "UnitFileState", "-p", "MainPID"]
+        _rc, out, _err = module.run_command(argv)
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        return {"running": props.get("ActiveState") == "active", "enabled": props.get("UnitFileState") == "enabled"}
+        running = props.get("ActiveState") == "active"
+        return {
+            "running": running,
+            "enabled": props.get("UnitFileState") == "enabled",
+            "stale": running and _stale(props.get("MainPID", "0"), venv),
+        }
     if s["manager"] == "process":
         try:
             with open(s["pidfile"]) as f:
-                os.killpg(int(f.read().strip()), 0)
-            return {"running": True}
+                pgid = int(f.read().strip())
+            os.killpg(pgid, 0)
         except (OSError, ValueError, TypeError):
-            return {"running": False}
+            return {"running": False, "stale": False}
+        # The supervising loop (the group's leader) stays across restarts; its NVFlare processes count.
+        return {"running": True, "stale": _stale(_oldest_member(pgid) or pgid, venv)}
     return {}
+
+
+def _oldest_member(pgid):
+    """The process of process group PGID that started first, its leader (the supervising loop) aside."""
+    oldest, oldest_start = None, None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pgid:
+            continue
+        try:
+            if os.getpgid(int(entry)) != pgid:
+                continue
+        except OSError:
+            continue
+        started = _started_at(entry)
+        if started is not None and (oldest_start is None or started < oldest_start):
+            oldest, oldest_start = int(entry), started
+    return oldest
 
 
 ARGUMENT_SPEC = dict(
@@ -468,7 +528,7 @@ def main():
             resources["mem_per_gpu_in_GiB"] = result["gpus"]["offer_mem"]
         result["kit"] = look_kit(p, resources)
     if p["service"]:
-        result["service"] = look_service(p["service"], module)
+        result["service"] = look_service(p["service"], module, p["venv"])
     module.exit_json(**result)
 
 

@@ -5,9 +5,11 @@ admin console), run with an admin kit's interpreter wherever the kit lives (a te
 `docker exec`, this machine):
 
     python -c PROGRAM <admin user> <admin kit> registered
+    python -c PROGRAM <admin user> <admin kit> versions
     python -c PROGRAM <admin user> <admin kit> restart|shutdown server|client|all [site ...]
 
-It prints one JSON line: the sorted names of the registered sites, or the command's reply. The
+It prints one JSON line: the sorted names of the registered sites, {participant: the NVFlare
+release its process reports}, or the command's reply. The
 commands do not wait for the outcome (wait=False): the tests watch the services themselves.
 """
 
@@ -26,6 +28,8 @@ session = new_secure_session(user, kit, timeout=30)
 try:
     if action == "registered":
         reply = sorted(c.name for c in session.get_system_info().client_info)
+    elif action == "versions":
+        reply = {name: value.get("version") for name, value in session.report_version("all").items()}
     elif action in ("restart", "shutdown"):
         target, *sites = args
         reply = getattr(session, action)(target, client_names=sites or None, wait=False)

@@ -30,6 +30,25 @@ def test_check_mode_reads_the_same(module):
     assert result["site_names"] == SITES
 
 
+def test_reports_the_release_each_participant_runs(module):
+    from importlib.metadata import version
+
+    result = module("federation_info", {"versions": True})
+    assert result.rc == 0, result
+    assert result["versions"] == dict.fromkeys(["server", *SITES], version("nvflare"))
+    assert module("federation_info", {})["versions"] == {}
+    waited = module("federation_info", {"wait_for_sites": SITES, "wait_for_version": version("nvflare"), "timeout": 30})
+    assert waited.rc == 0 and waited["versions"]["site-2"] == version("nvflare"), waited
+
+
+def test_another_release_fails_at_timeout_naming_each_participant(module):
+    result = module("federation_info", {"wait_for_sites": SITES, "wait_for_version": "9.9.9", "timeout": 3})
+    assert result.failed and 3 <= result.wall < 30
+    assert "not every participant runs NVFlare 9.9.9 after 3 s" in result["msg"]
+    for name in ("server", *SITES):
+        assert f"{name}: " in result["msg"]
+
+
 def test_missing_site_fails_at_timeout_naming_it(module):
     result = module("federation_info", {"wait_for_sites": ["site-1", "site-9"], "timeout": 3, "poll_interval": 1})
     assert result.failed and result.rc != 0

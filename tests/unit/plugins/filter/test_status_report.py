@@ -99,3 +99,14 @@ def test_unreachable_server_and_missing_hosts():
     # Registration is unknown, not "no", when the server cannot be asked.
     assert all(r["registered"] is None for r in status["participants"])
     assert status["server"]["reachable"] is False
+
+
+def test_a_participant_that_runs_an_older_release_than_installed():
+    federation = dict(FEDERATION, versions={"server": "2.9.0", "site-1": "2.9.0", "site-2": "2.8.0"})
+    status = status_report(_reports(), federation, SITES)
+    assert status["problems"] == [
+        "site-2 runs NVFlare 2.8.0 but 2.9.0 is installed: restart it (the next site.yml run does)"
+    ]
+    rows = {r["name"]: r for r in status["participants"]}
+    assert rows["site-2"]["running_version"] == "2.8.0" and rows["server"]["running_version"] == "2.9.0"
+    assert rows["admin@example.com"]["running_version"] is None

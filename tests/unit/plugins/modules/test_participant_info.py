@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -215,19 +216,40 @@ def test_no_nvidia_smi_offers_nothing_and_says_why(run_module, host):
 def test_process_service_runs_while_its_process_group_lives(run_module, host, tmp_path):
     pidfile = tmp_path / "service.pid"
     service = {"manager": "process", "pidfile": str(pidfile)}
-    assert run_module("participant_info", dict(host, service=service))["service"] == {"running": False}
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    stopped = {"running": False, "stale": False}
+    assert run_module("participant_info", dict(host, service=service))["service"] == stopped
+    # The supervising loop leads the group; the NVFlare process it started is a member.
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    info = Path(host["venv"], "lib", "python3.11", "site-packages", "nvflare-2.9.0.dist-info")
+    info.mkdir(parents=True)
     try:
         pidfile.write_text(f"{proc.pid}\n")
-        assert run_module("participant_info", dict(host, service=service))["service"] == {"running": True}
+        time.sleep(0.5)
+        # NVFlare installed before it started: current.
+        os.utime(info, (time.time() - 60, time.time() - 60))
+        assert run_module("participant_info", dict(host, service=service))["service"] == {
+            "running": True,
+            "stale": False,
+        }
+        # Installed after it started (an upgrade whose restart did not happen): stale.
+        os.utime(info, (time.time() + 5, time.time() + 5))
+        assert run_module("participant_info", dict(host, service=service))["service"] == {
+            "running": True,
+            "stale": True,
+        }
     finally:
-        proc.kill()
+        os.killpg(proc.pid, 9)
         proc.wait()
-    assert run_module("participant_info", dict(host, service=service))["service"] == {"running": False}
+    # The member is reaped by whoever adopted it, a moment later.
+    for _attempt in range(50):
+        if run_module("participant_info", dict(host, service=service))["service"] == stopped:
+            break
+        time.sleep(0.1)
+    assert run_module("participant_info", dict(host, service=service))["service"] == stopped
 
 
 def test_systemd_service_without_systemctl(run_module, host):
     env = dict(os.environ, PATH="/nonexistent")
     service = {"manager": "systemd", "unit": "nvflare-site-1.service"}
     res = run_module("participant_info", dict(host, service=service), process=True, env=env)
-    assert res["service"] == {"running": False, "enabled": False}
+    assert res["service"] == {"running": False, "enabled": False, "stale": False}
