@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.helpers import flare_admin, learning  # noqa: E402  (the repository root, as the dashboard verifier does)
+from tests.helpers.polling import wait_until  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
@@ -45,15 +45,7 @@ def _registered():
 
 
 def _wait(predicate, timeout, step=3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:  # noqa: BLE001 - the service is coming back
-            pass
-        time.sleep(step)
-    return False
+    return wait_until(predicate, timeout, step)
 
 
 def test_service_active_enabled_and_unprivileged(host):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,14 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.helpers import flare_admin, wheels  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers import flare_admin, jobs, wheels  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers.polling import wait_until as _wait  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
 ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
 SITES = ["site-1", "site-2"]
 UNITS = {"server": "nvflare-server.service", "site-1": "nvflare-site-1.service", "site-2": "nvflare-site-2.service"}
-NUMPY_JOB = ROOT / "tests" / "functional" / "federation" / "jobs" / "numpy_job"
 UPGRADE = "2.9.0.post1"
 INSTALLED = "import importlib.metadata as m; print(m.version('nvflare'))"
 
@@ -63,18 +62,6 @@ def _registered():
         return _admin("registered")
     except AssertionError:
         return []  # the server is restarting
-
-
-def _wait(predicate, timeout, step=3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:  # noqa: BLE001 - the service is coming back
-            pass
-        time.sleep(step)
-    return False
 
 
 def _playbook(name, *args, rc=0):
@@ -195,14 +182,7 @@ def test_check_diff_on_the_converged_federation_changes_nothing():
 
 def _numpy_job(folder, script_args):
     """A copy of the small numpy test job on the controller, with its own script arguments."""
-    dest = _scratch("jobs") / folder
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(NUMPY_JOB, dest)
-    config = dest / "app" / "config" / "config_fed_client.json"
-    data = json.loads(config.read_text())
-    data["executors"][0]["executor"]["args"]["task_script_args"] = script_args
-    config.write_text(json.dumps(data, indent=2))
-    return dest
+    return jobs.numpy_job(_scratch("jobs") / folder, script_args)
 
 
 def _log_folders():

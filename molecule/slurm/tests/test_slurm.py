@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 from tests.helpers import flare_admin, learning  # noqa: E402  (the repository root, as the dashboard verifier does)
+from tests.helpers.polling import wait_until  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
 ADMIN = "admin@example.com"
@@ -59,15 +60,7 @@ def _jobs():
 
 
 def _wait(predicate, timeout, step=2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:  # noqa: BLE001 - the job or the site is coming back
-            pass
-        time.sleep(step)
-    return False
+    return wait_until(predicate, timeout, step)
 
 
 @pytest.fixture

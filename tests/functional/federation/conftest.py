@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import jobs
 from tests.helpers.modules import ModuleResult
 from tests.helpers.modules import run_module as _run_module
 
@@ -392,12 +393,6 @@ def numpy_job(tmp_path, numpy_job_src):
     """make(script_args, name=None): a copy of the numpy test job with its own script arguments."""
 
     def _make(script_args: str, folder: str = "numpy_job") -> Path:
-        dest = tmp_path / "jobs" / folder
-        shutil.copytree(numpy_job_src, dest)
-        config = dest / "app" / "config" / "config_fed_client.json"
-        data = json.loads(config.read_text())
-        data["executors"][0]["executor"]["args"]["task_script_args"] = script_args
-        config.write_text(json.dumps(data, indent=2))
-        return dest
+        return jobs.numpy_job(tmp_path / "jobs" / folder, script_args)
 
     return _make

@@ -23,6 +23,7 @@ import pytest
 from tests.functional.federation.conftest import ADMIN, PYTHON, SITES, VENV_BIN, Federation
 from tests.helpers import flare_admin
 from tests.helpers.ansible import ansible_env
+from tests.helpers.polling import wait_until
 
 SERVER = "localhost"
 PARTICIPANTS = (SERVER, *SITES)
@@ -114,12 +115,7 @@ class Deployment:
 
 
 def _wait(predicate, timeout: float, step: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+    return wait_until(predicate, timeout, step)
 
 
 @pytest.fixture(scope="module")
