@@ -273,7 +273,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.federated.nvflare.plugins.module_utils import _install, _kit, _venv
+from ansible_collections.federated.nvflare.plugins.module_utils import _install, _kit, _proc, _venv
 
 NOLOGIN = "/usr/sbin/nologin"
 
@@ -389,18 +389,6 @@ def look_gpus(g, module):
     return {"detected": detected, "offer": min(wanted, detected), "offer_mem": mem, "problem": problem}
 
 
-def _started_at(pid):
-    """When process PID started (seconds since the epoch), or None."""
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as f:
-            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
 def _installed_at(venv):
     """When NVFlare was last installed into VENV (its .dist-info folder's time), or None."""
     latest = None
@@ -416,7 +404,7 @@ def _installed_at(venv):
 
 
 def _stale(pid, venv):
-    started, installed = _started_at(pid), _installed_at(venv)
+    started, installed = _proc.started_at(pid), _installed_at(venv)
     # A second of slack: the process may start within the second the install ended.
     return bool(started and installed and started + 1 < installed)
 
@@ -458,7 +446,7 @@ def _oldest_member(pgid):
                 continue
         except OSError:
             continue
-        started = _started_at(entry)
+        started = _proc.started_at(entry)
         if started is not None and (oldest_start is None or started < oldest_start):
             oldest, oldest_start = int(entry), started
     return oldest

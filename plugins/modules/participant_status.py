@@ -180,6 +180,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.federated.nvflare.plugins.module_utils import _proc
+
 _RESTART_LINE = "restart.fl: starting again"
 _UTC = datetime.timezone.utc
 
@@ -288,14 +290,6 @@ def nvflare_version(venv: str | None) -> str | None:
 # -- the service -----------------------------------------------------------------------------------
 
 
-def _boot_time() -> float:
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
-
-
 def _systemd(module, unit: str) -> dict:
     systemctl = module.get_bin_path("systemctl")
     result = {"state": "not installed", "since": None, "restarts": None, "pid": None, "enabled": None}
@@ -312,7 +306,7 @@ def _systemd(module, unit: str) -> dict:
     mono = p.get("ActiveEnterTimestampMonotonic" if active == "active" else "InactiveEnterTimestampMonotonic", "0")
     if mono.isdigit() and int(mono) > 0:
         try:
-            result["since"] = _iso(_boot_time() + int(mono) / 1e6)
+            result["since"] = _iso(_proc.boot_time() + int(mono) / 1e6)
         except OSError:
             pass
     result["restarts"] = int(p["NRestarts"]) if p.get("NRestarts", "").isdigit() else None
@@ -335,12 +329,7 @@ def _process(pidfile: str | None, kit: str) -> dict:
     except OSError:
         return result
     result.update(state="running", pid=str(pgid))
-    try:
-        with open(f"/proc/{pgid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        result["since"] = _iso(_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        pass
+    result["since"] = _iso(_proc.started_at(pgid))
     try:
         with open(os.path.join(kit, "service.log"), errors="replace") as f:
             result["restarts"] = sum(_RESTART_LINE in line for line in f)
