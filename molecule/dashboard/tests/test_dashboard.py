@@ -441,3 +441,88 @@ def test_survives_a_container_restart():
     assert FQDN in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName
     )
+
+
+# -- backup, uninstall, restore (the very end: the dashboard host is rebuilt from the backup) -----
+
+BACKUPS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "backups"
+SERVER_DATA = f"/var/lib/nvflare/{FL_FQDN}-data"
+SITE_ROOT_CA = "/var/lib/nvflare/dash-site-1/startup/rootCA.pem"
+LIMIT = f"localhost,{HOST}"  # the controller describes the project first
+
+
+def _run(playbook, *args, timeout=1200):
+    """Another playbook of the collection on the scenario's inventory; returns (output, {host: changed})."""
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / playbook), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    recap = {h: int(n) for h, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+    return output, recap
+
+
+def _on_host(paths):
+    return sh(f"ls -d {paths} 2>/dev/null || true").split()
+
+
+def test_backup_of_the_dashboard_and_the_server_is_private():
+    before = sh("sha256sum /etc/nvflare-dashboard/secret-key.env")
+    out, _ = _run("backup.yml", "-e", f"nvflare_backup_dir={BACKUPS}", "-e", "nvflare_backup_name=dash")
+    folder = BACKUPS / "dash"
+    # Kits from the dashboard: no provisioning workspace on the controller.
+    assert sorted(p.name for p in folder.iterdir()) == ["dashboard.tar.gz", "manifest.json", "server.tar.gz"]
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
+    secret_key = sh("cat /etc/nvflare-dashboard/secret-key.env").split("=", 1)[1]
+    leaks = [what for what, value in {**SECRETS, "secret key": secret_key}.items() if value in out]
+    assert not leaks, f"{leaks} appear in the backup's output"
+    assert sh("sha256sum /etc/nvflare-dashboard/secret-key.env") == before
+
+
+def test_uninstall_keeps_the_database_and_certificate_then_purge_leaves_nothing():
+    out, recap = _run("uninstall.yml", "--limit", LIMIT)
+    assert recap[HOST] > 0, out[-3000:]
+    assert sh("systemctl list-unit-files 'nvflare*' --no-legend", check=False) == ""
+    assert sh("getent passwd nvflare-dashboard nvflare", check=False) == ""
+    assert _on_host("/opt/nvflare* /opt/certbot /usr/local/sbin/nvflare-certbot /etc/nvflare-certbot") == []
+    kept = _on_host(
+        "/var/lib/nvflare-dashboard /etc/nvflare-dashboard/secret-key.env "
+        f"/etc/letsencrypt/live/{FQDN} {SERVER_DATA} /var/lib/nvflare/{FL_FQDN}"
+    )
+    assert kept == [
+        "/etc/letsencrypt/live/" + FQDN,
+        "/etc/nvflare-dashboard/secret-key.env",
+        SERVER_DATA,
+        "/var/lib/nvflare-dashboard",
+    ], kept
+    assert _run("uninstall.yml", "--limit", LIMIT)[1][HOST] == 0
+
+    out, recap = _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")
+    assert recap[HOST] > 0, out[-3000:]
+    left = _on_host("/opt/nvflare* /opt/certbot /var/lib/nvflare* /etc/nvflare* /etc/letsencrypt /usr/local/*/nvflare*")
+    assert left == [], left
+    assert _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")[1][HOST] == 0
+
+
+def test_restore_onto_the_rebuilt_host_keeps_the_root_ca_and_the_sites():
+    """The dashboard host (dashboard, server, admin) is back from the backup: the same database, so
+    the same root CA; the sites, untouched, register with the kits they have."""
+    site_ca = subprocess.run(
+        ["docker", "exec", SITES[0], "cat", SITE_ROOT_CA], capture_output=True, text=True, check=True
+    ).stdout
+    out, recap = _run("restore.yml", "-e", f"nvflare_backup={BACKUPS / 'dash'}")
+    assert recap[HOST] > 0 and recap[SITES[0]] == recap[SITES[1]] == 0, recap
+    assert sh(f"cat /var/lib/nvflare/{FL_FQDN}/startup/rootCA.pem") == site_ca.strip()
+    assert sh(f"systemctl is-active {UNIT}") == "active"
+    assert sh("stat -c %U /var/lib/nvflare-dashboard") == "nvflare-dashboard"
+    command = f"/opt/nvflare/venv/bin/python -c {shlex.quote(REGISTERED)}"
+    registered = wait(lambda: json.loads(sh(command, timeout=90).splitlines()[-1]) == SITES or None, 180, step=5)
+    assert registered
+    served_certificate()  # a new certificate from pebble, served

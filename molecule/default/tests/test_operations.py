@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -231,6 +233,62 @@ def test_job_yml_refuses_an_unclear_request_and_leaves_nothing_behind():
     out = _playbook("job.yml", "-e", "job_action=abort", rc=2)
     assert "Ask for one of: submit" in " ".join(out.split())
     assert _log_folders() == before
+
+
+# -- backup.yml / restore.yml (the server's job store and the controller's workspace are lost) ------
+
+
+def _jobs():
+    """NVFlare's job list (job.yml's job_action=list): {job id: status}."""
+    listed = _playbook("job.yml", "-e", "job_action=list")
+    return dict(re.findall(r"([0-9a-f]{8}-[0-9a-f-]{27})\s+([A-Z_:]+)", listed))
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_backup_then_restore_after_losing_the_job_store_and_the_workspace():
+    before = _jobs()
+    assert len(before) >= 3, before  # the converge's job and job.yml's
+    backups = _scratch("backups")
+    out = _playbook("backup.yml", "-e", f"nvflare_backup_dir={backups}", "-e", "nvflare_backup_name=day-two")
+    folder = backups / "day-two"
+    assert _mode(folder) == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "provisioning.tar.gz", "server.tar.gz"]
+    assert all(_mode(p) == 0o600 for p in folder.iterdir())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["project"] == "molecule" and {a["name"] for a in manifest["archives"]} == {"provisioning", "server"}
+    assert "PRIVATE KEY" not in out  # the root CA's key is in the archive, never in the output
+
+    # The server host loses its job store, the controller its provisioning workspace (the root CA).
+    workspace = _scratch("provision")
+    site_pids = {s: _main_pid(s, UNITS[s]) for s in SITES}
+    _in("server", "systemctl", "stop", UNITS["server"])
+    _in("server", "rm", "-rf", "/var/lib/nvflare/server-data")
+    shutil.move(workspace, _scratch("provision.lost"))
+    try:
+        start = time.monotonic()
+        out = _playbook("restore.yml", "-e", f"nvflare_backup={folder}", "-e", "nvflare_submit_job=false")
+        print(f"restore run: {time.monotonic() - start:.0f} s")
+        recap = _recap(out)
+        # The same root CA: provisioning found its workspace, the sites' kits did not change and
+        # their services were not touched; they reconnect to the restored server.
+        assert recap["site-1"] == recap["site-2"] == 0, recap
+        assert recap["localhost"] > 0 and recap["server"] > 0, recap
+        assert {s: _main_pid(s, UNITS[s]) for s in SITES} == site_pids
+        assert _wait(lambda: _registered() == SITES, 120), _registered()
+        # The same job history, through NVFlare's own job list.
+        after = _jobs()
+        assert {k: after.get(k) for k in before} == before, (before, after)
+        assert _in("server", "stat", "-c", "%U", "/var/lib/nvflare/server-data/jobs-storage").strip() == "nvflare"
+        # Nothing left to restore: a second run changes nothing.
+        again = _recap(_playbook("restore.yml", "-e", f"nvflare_backup={folder}", "-e", "nvflare_submit_job=false"))
+        assert set(again.values()) == {0}, again
+    finally:
+        if not workspace.exists():
+            shutil.move(_scratch("provision.lost"), workspace)
+        shutil.rmtree(_scratch("provision.lost"), ignore_errors=True)
 
 
 # -- upgrade in lockstep (the federation then runs another release) -------------------------------

@@ -11,6 +11,7 @@ down one stays away until the next playbook run, which reports it changed.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import signal
@@ -36,9 +37,11 @@ PLAY = """
     - name: Run the service
       ansible.builtin.include_role:
         name: federated.nvflare._participant
-        tasks_from: service
+        tasks_from: "{{ entry | default('service') }}"
       vars:
         _participant_name: "{{ inventory_hostname }}"
+        _participant_type: "{{ 'server' if inventory_hostname == 'localhost' else 'client' }}"
+        _participant_staging: "{{ kits }}/staging"
         _participant_dir: "{{ kits }}/{{ inventory_hostname }}"
         _participant_user: "{{ service_user }}"
         _participant_venv: "{{ venv }}"
@@ -46,6 +49,13 @@ PLAY = """
         _participant_environment:
           OMP_NUM_THREADS: "1"
           MKL_NUM_THREADS: "1"
+
+    - name: Keep the status report
+      ansible.builtin.copy:
+        content: "{{ __participant_status_reports | to_json }}"
+        dest: "{{ out }}/{{ inventory_hostname }}.json"
+        mode: "0644"
+      when: entry | default('service') == 'status'
 """
 
 
@@ -58,8 +68,8 @@ class Deployment:
     def kit(self, name: str) -> Path:
         return self.federation.kit(name)
 
-    def playbook(self) -> dict[str, int]:
-        """Run the play; {host: changed} from its recap."""
+    def playbook(self, extra: str = "") -> dict[str, int]:
+        """Run the play (EXTRA: more -e variables, e.g. the entry point); {host: changed} from its recap."""
         proc = subprocess.run(
             [
                 str(VENV_BIN / "ansible-playbook"),
@@ -67,7 +77,7 @@ class Deployment:
                 str(self.root / "hosts.ini"),
                 str(self.root / "play.yml"),
                 "-e",
-                f"kits={self.federation.kits} service_user={getpass.getuser()} venv={VENV_BIN.parent}",
+                f"kits={self.federation.kits} service_user={getpass.getuser()} venv={VENV_BIN.parent} {extra}",
             ],
             env=self.env,
             capture_output=True,
@@ -186,3 +196,35 @@ def test_admin_shutdown_keeps_a_site_down_until_the_next_playbook_run(deployment
     assert _wait(lambda: _registrations(d, site) > before, 120), d.log(site)[-3000:]
     assert _wait(lambda: d.registered() == list(SITES), 60)
     assert d.playbook() == dict.fromkeys(PARTICIPANTS, 0)
+
+
+def test_status_reads_each_process(deployment, tmp_path):
+    """The status entry point (playbooks/status.yml's) on the process service manager."""
+    d = deployment
+    d.playbook(f"entry=status out={tmp_path}")
+    for name in PARTICIPANTS:
+        report = json.loads((tmp_path / f"{name}.json").read_text())[0]["status"]
+        service = report["service"]
+        assert service["manager"] == "process" and service["state"] == "running", report
+        assert service["pid"] and service["since"], report
+        assert report["installed"] and report["nvflare_version"] and report["problems"] == [], report
+
+
+def test_uninstall_stops_each_process_and_removes_its_workspace(deployment):
+    """The absent entry point (uninstall.yml's) on the process service manager; a second run changes nothing."""
+    d = deployment
+    pgids = {name: d.pgid(name) for name in PARTICIPANTS}
+    changed = d.playbook("entry=absent")
+    assert all(changed[h] > 0 for h in PARTICIPANTS), changed
+    for name, pgid in pgids.items():
+        assert not d.kit(name).exists(), name
+
+        def gone(group=pgid):
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        assert _wait(gone, 30, 0.5), f"{name}'s processes still run"
+    assert d.playbook("entry=absent") == dict.fromkeys(PARTICIPANTS, 0)
