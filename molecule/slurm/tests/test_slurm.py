@@ -271,3 +271,15 @@ def test_teardown_cancels_the_sites_jobs(login):
     assert _wait(lambda: _jobs() == [], 60), _jobs()
     assert _playbook("slurm_teardown.yml") == 0
     assert _jobs() == []
+
+
+def test_uninstall_removes_the_slurm_site_and_keeps_the_cluster_account(login):
+    """uninstall.yml on the Slurm site (its jobs were cancelled above): the kit on the shared
+    filesystem and the shared virtualenv go; the cluster's account, not the collection's, stays."""
+    user = _docker("slurm-login", "stat", "-c", "%U", KIT).strip()
+    assert _playbook("uninstall.yml", "--limit", "localhost,slurm-login") > 0
+    assert _jobs() == []
+    left = _docker("slurm-login", "sh", "-c", "ls -d /shared/nvflare/sites/* /shared/nvflare/venv 2>/dev/null || true")
+    assert left.split() == [], left
+    assert _docker("slurm-login", "getent", "passwd", user).startswith(f"{user}:")
+    assert _playbook("uninstall.yml", "--limit", "localhost,slurm-login") == 0
