@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[3]
 STATE = Path(os.environ["DASH_SCENARIO_STATE"])
 SERVICES = json.loads((STATE / "services.json").read_text())
 ARTIFACTS = Path(os.environ.get("DASH_ARTIFACTS", ROOT / "tests" / "output" / "molecule-dashboard"))
+sys.path.insert(0, str(ROOT))
+from tests.helpers import playbooks  # noqa: E402  (the repository root, as the other verifiers do)
 
 REGISTERED = """
 import json
@@ -451,25 +453,14 @@ SITE_ROOT_CA = "/var/lib/nvflare/dash-site-1/startup/rootCA.pem"
 LIMIT = f"localhost,{HOST}"  # the controller describes the project first
 
 
-def _run(playbook, *args, timeout=1200):
-    """Another playbook of the collection on the scenario's inventory; returns (output, {host: changed})."""
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / playbook), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    recap = {h: int(n) for h, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
-    return output, recap
+def _run(playbook, *args):
+    """Another playbook of the collection on the scenario's inventory: (output, {host: changed})."""
+    result = playbooks.run(playbook, *args, timeout=1200)
+    return result.output, result.recap
 
 
 def _on_host(paths):
-    return sh(f"ls -d {paths} 2>/dev/null || true").split()
+    return sorted(sh(f"ls -d {paths} 2>/dev/null || true").split())
 
 
 def test_backup_of_the_dashboard_and_the_server_is_private():
@@ -496,12 +487,8 @@ def test_uninstall_keeps_the_database_and_certificate_then_purge_leaves_nothing(
         "/var/lib/nvflare-dashboard /etc/nvflare-dashboard/secret-key.env "
         f"/etc/letsencrypt/live/{FQDN} {SERVER_DATA} /var/lib/nvflare/{FL_FQDN}"
     )
-    assert kept == [
-        "/etc/letsencrypt/live/" + FQDN,
-        "/etc/nvflare-dashboard/secret-key.env",
-        SERVER_DATA,
-        "/var/lib/nvflare-dashboard",
-    ], kept
+    want = ["/etc/letsencrypt/live/" + FQDN, "/etc/nvflare-dashboard/secret-key.env", SERVER_DATA]
+    assert kept == sorted([*want, "/var/lib/nvflare-dashboard"]), kept
     assert _run("uninstall.yml", "--limit", LIMIT)[1][HOST] == 0
 
     out, recap = _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")

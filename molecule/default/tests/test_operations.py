@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.helpers import flare_admin, jobs, wheels  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers import flare_admin, jobs, playbooks, wheels  # noqa: E402  (the repository root, as the other verifiers do)
 from tests.helpers.polling import wait_until as _wait  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
@@ -67,22 +67,11 @@ def _registered():
 
 
 def _playbook(name, *args, rc=0):
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-        check=False,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == rc, output[-4000:]
-    return output
+    return playbooks.run(name, *args, rc=rc).output
 
 
 def _recap(out):
-    return {h: int(n) for h, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    return playbooks.Run(0, out).recap
 
 
 def _scratch(name):

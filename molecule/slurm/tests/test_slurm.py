@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.helpers import flare_admin, learning  # noqa: E402  (the repository root, as the dashboard verifier does)
+from tests.helpers import flare_admin, learning, playbooks, wheels  # noqa: E402  (the repository root, as the dashboard verifier does)
 from tests.helpers.polling import wait_until  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
@@ -197,19 +196,8 @@ def test_admin_shutdown_ends_the_chain_of_jobs_until_site_yml_runs(login):
 
 def _playbook(name, *args, timeout=900, rc=0):
     """Run playbooks/NAME; its output when it must fail (RC), else its total of changed tasks."""
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == rc, output[-3000:]
-    if rc:
-        return output
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", output))
+    result = playbooks.run(name, *args, rc=rc, timeout=timeout)
+    return result.output if rc else sum(result.recap.values())
 
 
 def _time_limits():
@@ -263,6 +251,28 @@ def test_changed_job_script_replaces_the_running_job(login):
     ), _time_limits()
     assert _wait(lambda: _joins() > joins, 180), "the replacing job did not register with the server"
     assert _wait(lambda: _registered() == SITES, 60)
+
+
+UPGRADE = "2.9.0.post1"
+
+
+def test_upgrade_replaces_the_sites_job_with_the_new_release(login):
+    """nvflare_version changed for the Slurm site: the shared virtualenv is upgraded from the
+    wheelhouse and, as the job script names the release, the jobs are replaced; the new client
+    registers and reports the new release."""
+    wheelhouse = Path(os.environ["NVFLARE_WHEELHOUSE"])
+    bumped = wheels.bumped_wheel(wheelhouse / "nvflare-2.9.0-py3-none-any.whl", UPGRADE, wheelhouse)
+    try:
+        old, joins = {j[0] for j in _jobs()}, _joins()
+        assert _playbook("site.yml", "--limit", "localhost,slurm-login", "-e", f"nvflare_version={UPGRADE}") > 0
+        installed = "import importlib.metadata as m; print(m.version('nvflare'))"
+        assert _docker("slurm-login", "/shared/nvflare/venv/bin/python", "-c", installed).strip() == UPGRADE
+        assert UPGRADE in _docker("slurm-login", "cat", f"{KIT}/slurm/{JOB_NAME}.sbatch")
+        assert _wait(lambda: _joins() > joins, 240), "the upgraded job did not register with the server"
+        assert _wait(lambda: _admin("versions").get("slurm-login") == UPGRADE, 120), _admin("versions")
+        assert not old & {j[0] for j in _jobs()}, _jobs()
+    finally:
+        bumped.unlink(missing_ok=True)
 
 
 def test_teardown_cancels_the_sites_jobs(login):

@@ -1,0 +1,41 @@
+"""Running the collection's playbooks on a Molecule scenario's inventory, as the verifiers do."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, int]:
+        """{host: changed} from the play recap."""
+        return {h: int(n) for h, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)}
+
+
+def run(playbook: str | Path, *args: str, rc: int | None = 0, timeout: float = 900) -> Run:
+    """ansible-playbook PLAYBOOK (a name under playbooks/, or a path) with ARGS on the scenario's
+    inventory, from the repository root. Asserts the exit status RC (None: any) with the output's end."""
+    path = Path(playbook) if os.path.sep in str(playbook) else ROOT / "playbooks" / playbook
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    result = Run(proc.returncode, proc.stdout + proc.stderr)
+    if rc is not None:
+        assert proc.returncode == rc, result.output[-4000:]
+    return result
