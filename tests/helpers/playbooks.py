@@ -21,6 +21,16 @@ class Run:
         """{host: changed} from the play recap."""
         return {h: int(n) for h, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)}
 
+    def changed_tasks(self, host: str) -> list[str]:
+        """The names of the tasks that reported HOST changed, in order (for a failure's message)."""
+        tasks, current = [], ""
+        for line in self.output.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                current = line[line.index("[") + 1 : line.rindex("]")]
+            elif re.match(rf"changed: \[{re.escape(host)}\]", line):
+                tasks.append(current)
+        return tasks
+
 
 def run(playbook: str | Path, *args: str, rc: int | None = 0, timeout: float = 900) -> Run:
     """ansible-playbook PLAYBOOK (a name under playbooks/, or a path) with ARGS on the scenario's

@@ -471,6 +471,9 @@ def test_backup_of_the_dashboard_and_the_server_is_private():
     assert sorted(p.name for p in folder.iterdir()) == ["dashboard.tar.gz", "manifest.json", "server.tar.gz"]
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
+    # One host holds both: the manifest names each archive once.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(a["name"] for a in manifest["archives"]) == ["dashboard", "server"], manifest
     secret_key = sh("cat /etc/nvflare-dashboard/secret-key.env").split("=", 1)[1]
     leaks = [what for what, value in {**SECRETS, "secret key": secret_key}.items() if value in out]
     assert not leaks, f"{leaks} appear in the backup's output"
@@ -504,8 +507,10 @@ def test_restore_onto_the_rebuilt_host_keeps_the_root_ca_and_the_sites():
     site_ca = subprocess.run(
         ["docker", "exec", SITES[0], "cat", SITE_ROOT_CA], capture_output=True, text=True, check=True
     ).stdout
-    out, recap = _run("restore.yml", "-e", f"nvflare_backup={BACKUPS / 'dash'}")
-    assert recap[HOST] > 0 and recap[SITES[0]] == recap[SITES[1]] == 0, recap
+    result = playbooks.run("restore.yml", "-e", f"nvflare_backup={BACKUPS / 'dash'}", timeout=1200)
+    recap = result.recap
+    changed = {h: result.changed_tasks(h) for h in ["localhost", *SITES]}
+    assert recap[HOST] > 0 and recap[SITES[0]] == recap[SITES[1]] == 0, (recap, changed)
     assert sh(f"cat /var/lib/nvflare/{FL_FQDN}/startup/rootCA.pem") == site_ca.strip()
     assert sh(f"systemctl is-active {UNIT}") == "active"
     assert sh("stat -c %U /var/lib/nvflare-dashboard") == "nvflare-dashboard"
