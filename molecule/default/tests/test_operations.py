@@ -258,13 +258,14 @@ def test_backup_then_restore_after_losing_the_job_store_and_the_workspace():
     shutil.move(workspace, _scratch("provision.lost"))
     try:
         start = time.monotonic()
-        out = _playbook("restore.yml", "-e", f"nvflare_backup={folder}", "-e", "nvflare_submit_job=false")
+        restore = ("restore.yml", "-e", f"nvflare_backup={folder}", "-e", "nvflare_submit_job=false")
+        run = playbooks.run(*restore)
         print(f"restore run: {time.monotonic() - start:.0f} s")
-        recap = _recap(out)
+        recap, changed = run.recap, {h: run.changed_tasks(h) for h in ["localhost", "server", *SITES]}
         # The same root CA: provisioning found its workspace, the sites' kits did not change and
         # their services were not touched; they reconnect to the restored server.
-        assert recap["site-1"] == recap["site-2"] == 0, recap
-        assert recap["localhost"] > 0 and recap["server"] > 0, recap
+        assert recap["site-1"] == recap["site-2"] == 0, changed
+        assert recap["localhost"] > 0 and recap["server"] > 0, changed
         assert {s: _main_pid(s, UNITS[s]) for s in SITES} == site_pids
         assert _wait(lambda: _registered() == SITES, 120), _registered()
         # The same job history, through NVFlare's own job list.
@@ -272,8 +273,8 @@ def test_backup_then_restore_after_losing_the_job_store_and_the_workspace():
         assert {k: after.get(k) for k in before} == before, (before, after)
         assert _in("server", "stat", "-c", "%U", "/var/lib/nvflare/server-data/jobs-storage").strip() == "nvflare"
         # Nothing left to restore: a second run changes nothing.
-        again = _recap(_playbook("restore.yml", "-e", f"nvflare_backup={folder}", "-e", "nvflare_submit_job=false"))
-        assert set(again.values()) == {0}, again
+        again = playbooks.run(*restore)
+        assert set(again.recap.values()) == {0}, {h: again.changed_tasks(h) for h in again.recap}
     finally:
         if not workspace.exists():
             shutil.move(_scratch("provision.lost"), workspace)
