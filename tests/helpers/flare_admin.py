@@ -6,10 +6,11 @@ admin console), run with an admin kit's interpreter wherever the kit lives (a te
 
     python -c PROGRAM <admin user> <admin kit> registered
     python -c PROGRAM <admin user> <admin kit> versions
+    python -c PROGRAM <admin user> <admin kit> jobs
     python -c PROGRAM <admin user> <admin kit> restart|shutdown server|client|all [site ...]
 
 It prints one JSON line: the sorted names of the registered sites, {participant: the NVFlare
-release its process reports}, or the command's reply. The
+release its process reports}, {job id: status} of every job in the job store, or the command's reply. The
 commands do not wait for the outcome (wait=False): the tests watch the services themselves.
 """
 
@@ -30,6 +31,8 @@ try:
         reply = sorted(c.name for c in session.get_system_info().client_info)
     elif action == "versions":
         reply = {name: value.get("version") for name, value in session.report_version("all").items()}
+    elif action == "jobs":
+        reply = {job["job_id"]: job["status"] for job in session.list_jobs()}
     elif action in ("restart", "shutdown"):
         target, *sites = args
         reply = getattr(session, action)(target, client_names=sites or None, wait=False)

@@ -228,9 +228,8 @@ def test_job_yml_refuses_an_unclear_request_and_leaves_nothing_behind():
 
 
 def _jobs():
-    """NVFlare's job list (job.yml's job_action=list): {job id: status}."""
-    listed = _playbook("job.yml", "-e", "job_action=list")
-    return dict(re.findall(r"([0-9a-f]{8}-[0-9a-f-]{27})\s+([A-Z_:]+)", listed))
+    """NVFlare's job list, through the FLARE API: {job id: status}."""
+    return _admin("jobs")
 
 
 def _mode(path):

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.helpers import flare_admin, learning, playbooks, wheels  # noqa: E402  (the repository root, as the dashboard verifier does)
+from tests.helpers import flare_admin, learning, playbooks  # noqa: E402  (the repository root, as the dashboard verifier does)
 from tests.helpers.polling import wait_until  # noqa: E402
 
 VENV = "/opt/nvflare/venv"
@@ -253,28 +253,6 @@ def test_changed_job_script_replaces_the_running_job(login):
     assert _wait(lambda: _registered() == SITES, 60)
 
 
-UPGRADE = "2.9.0.post1"
-
-
-def test_upgrade_replaces_the_sites_job_with_the_new_release(login):
-    """nvflare_version changed for the Slurm site: the shared virtualenv is upgraded from the
-    wheelhouse and, as the job script names the release, the jobs are replaced; the new client
-    registers and reports the new release."""
-    wheelhouse = Path(os.environ["NVFLARE_WHEELHOUSE"])
-    bumped = wheels.bumped_wheel(wheelhouse / "nvflare-2.9.0-py3-none-any.whl", UPGRADE, wheelhouse)
-    try:
-        old, joins = {j[0] for j in _jobs()}, _joins()
-        assert _playbook("site.yml", "--limit", "localhost,slurm-login", "-e", f"nvflare_version={UPGRADE}") > 0
-        installed = "import importlib.metadata as m; print(m.version('nvflare'))"
-        assert _docker("slurm-login", "/shared/nvflare/venv/bin/python", "-c", installed).strip() == UPGRADE
-        assert UPGRADE in _docker("slurm-login", "cat", f"{KIT}/slurm/{JOB_NAME}.sbatch")
-        assert _wait(lambda: _joins() > joins, 240), "the upgraded job did not register with the server"
-        assert _wait(lambda: _admin("versions").get("slurm-login") == UPGRADE, 120), _admin("versions")
-        assert not old & {j[0] for j in _jobs()}, _jobs()
-    finally:
-        bumped.unlink(missing_ok=True)
-
-
 def test_teardown_cancels_the_sites_jobs(login):
     assert _jobs()
     assert _playbook("slurm_teardown.yml") > 0
@@ -285,11 +263,12 @@ def test_teardown_cancels_the_sites_jobs(login):
 
 def test_uninstall_removes_the_slurm_site_and_keeps_the_cluster_account(login):
     """uninstall.yml on the Slurm site (its jobs were cancelled above): the kit on the shared
-    filesystem and the shared virtualenv go; the cluster's account, not the collection's, stays."""
+    filesystem and the shared virtualenv go; the site's data folder and the cluster's account (not
+    the collection's) stay."""
     user = _docker("slurm-login", "stat", "-c", "%U", KIT).strip()
     assert _playbook("uninstall.yml", "--limit", "localhost,slurm-login") > 0
     assert _jobs() == []
     left = _docker("slurm-login", "sh", "-c", "ls -d /shared/nvflare/sites/* /shared/nvflare/venv 2>/dev/null || true")
-    assert left.split() == [], left
+    assert left.split() == ["/shared/nvflare/sites/slurm-login-data"], left
     assert _docker("slurm-login", "getent", "passwd", user).startswith(f"{user}:")
     assert _playbook("uninstall.yml", "--limit", "localhost,slurm-login") == 0
