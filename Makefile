@@ -4,6 +4,7 @@
 
 SHELL := /bin/bash
 SCENARIO ?=
+RUNTIME ?=
 PYTEST_ARGS ?=
 
 .PHONY: help bootstrap demo demo-stop test lint sanity build galaxy-importer ee docs unit functional molecule \
@@ -15,11 +16,11 @@ help: ## Show the targets
 bootstrap: ## Install apt packages, the .venv and the collections
 	@scripts/bootstrap.sh
 
-demo: bootstrap wheelhouse ## The whole federation on this machine, a real FL job, results printed
-	@scripts/demo.sh
+demo: bootstrap wheelhouse $(if $(filter container,$(RUNTIME)),docker-start) ## The whole federation on this machine, a real FL job, results printed (RUNTIME=container: in containers)
+	@RUNTIME=$(RUNTIME) scripts/demo.sh
 
 demo-stop: bootstrap ## Stop the demo federation started by 'make demo'
-	@scripts/demo.sh stop
+	@RUNTIME=$(RUNTIME) scripts/demo.sh stop
 
 test: ## The whole test suite, layer by layer, with timings
 	@scripts/test.sh

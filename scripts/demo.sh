@@ -2,19 +2,32 @@
 # The README's first command: a whole federation on this machine (server, site-1, site-2,
 # admin), the synthetic MONAI spleen segmentation job for 2 rounds, and its cross-site
 # validation printed. `scripts/demo.sh stop` (make demo-stop) stops it.
+# RUNTIME=process (the default) runs each participant as a plain process of this machine;
+# RUNTIME=container runs the server and the sites in containers on this machine's Docker engine
+# (inventories/container), from an image built from the Debian 12 base image and the wheelhouse.
 source "$(dirname "$0")/lib.sh"
 use_venv
 cd "$ROOT"
-inventory="$ROOT/inventories/local/hosts.yml"
+runtime=${RUNTIME:-process}
+case "$runtime" in
+  process) inventory="$ROOT/inventories/local/hosts.yml" ;;
+  container) inventory="$ROOT/inventories/container/hosts.yml" ;;
+  *) die "RUNTIME must be process or container, not '$runtime'" ;;
+esac
 results=/var/lib/nvflare/admin-results
 
 if [ "${1:-}" = "stop" ]; then
   ansible-playbook -i "$inventory" playbooks/stop.yml
-  echo "The demo federation is stopped. 'make demo' starts it again."
+  echo "The demo federation is stopped. 'make demo${RUNTIME:+ RUNTIME=$RUNTIME}' starts it again."
   exit 0
 fi
 
 [ -s "$WHEELHOUSE/.complete" ] || die "no wheelhouse at $WHEELHOUSE: run 'make wheelhouse'"
+if [ "$runtime" = container ]; then
+  timeout 10 docker info >/dev/null 2>&1 || die "no Docker engine answers: run 'make docker-start'"
+  # The Debian 12 image the participants' image starts from (built once, from Debian's packages).
+  scripts/base-image.sh systemd
+fi
 t0=$SECONDS
 ansible-playbook -i "$inventory" playbooks/site.yml -e nvflare_submit_job=true
 python - "$results/spleen_ct_segmentation.json" <<'PY'
@@ -40,9 +53,14 @@ for model in sorted(matrix):
 print()
 print(f"Results (models, server log): {summary.get('result_dir')}")
 PY
+if [ "$runtime" = container ]; then
+  logs="docker logs nvflare-localhost, nvflare-site-1, nvflare-site-2"
+else
+  logs="/var/lib/nvflare/{localhost,site-1,site-2}/service.log"
+fi
 cat <<MSG
 Client logs:   /var/lib/nvflare/site-1/<job id>/log.txt, /var/lib/nvflare/site-2/<job id>/log.txt
-Service logs:  /var/lib/nvflare/{localhost,site-1,site-2}/service.log
+Service logs:  $logs
 Deployed in:   $((SECONDS - t0)) s
-Stop it with:  make demo-stop
+Stop it with:  make demo-stop${RUNTIME:+ RUNTIME=$RUNTIME}
 MSG

@@ -154,9 +154,12 @@ options:
     type: dict
     suboptions:
       manager:
-        description: V(systemd) (O(service.unit)), V(process) (O(service.pidfile)) or V(none).
+        description:
+          - V(systemd) (O(service.unit)), V(process) (O(service.pidfile)) or V(none).
+          - V(container) is looked at by the roles with community.docker's modules; this module
+            reports nothing of it.
         type: str
-        choices: [systemd, process, none]
+        choices: [systemd, process, container, none]
         default: none
       unit:
         description: The systemd unit's name.
@@ -485,7 +488,7 @@ ARGUMENT_SPEC = dict(
     service=dict(
         type="dict",
         options=dict(
-            manager=dict(type="str", choices=["systemd", "process", "none"], default="none"),
+            manager=dict(type="str", choices=["systemd", "process", "container", "none"], default="none"),
             unit=dict(type="str"),
             pidfile=dict(type="path"),
         ),

@@ -59,10 +59,11 @@ options:
       manager:
         description:
           - V(systemd) (O(service.unit)), V(process) (the process group in O(service.pidfile)),
-            V(slurm) (the batch jobs named O(service.job_name) of O(service.job_user)) or
+            V(slurm) (the batch jobs named O(service.job_name) of O(service.job_user)),
+            V(container) (the Docker container O(service.container), read with C(docker inspect)) or
             V(none) (an admin kit, which runs no service).
         type: str
-        choices: [systemd, process, slurm, none]
+        choices: [systemd, process, slurm, container, none]
         default: none
       unit:
         description: The systemd unit.
@@ -70,6 +71,9 @@ options:
       pidfile:
         description: The pid file of the process service manager, holding the process group id.
         type: path
+      container:
+        description: The name of the participant's Docker container.
+        type: str
       job_name:
         description: The name of the site's Slurm jobs.
         type: str
@@ -338,6 +342,25 @@ def _process(pidfile: str | None, kit: str) -> dict:
     return result
 
 
+def _container(module, name: str | None) -> dict:
+    result = {"state": "not installed", "since": None, "restarts": None, "pid": None, "enabled": None}
+    docker = module.get_bin_path("docker")
+    if docker is None or not name:
+        return result
+    fmt = "{{.State.Status}}|{{.State.StartedAt}}|{{.RestartCount}}|{{.State.Pid}}|{{.HostConfig.RestartPolicy.Name}}"
+    rc, out, _err = module.run_command([docker, "inspect", "--type=container", f"--format={fmt}", name])
+    if rc != 0 or out.count("|") != 4:
+        return result
+    status, started, restarts, pid, policy = out.strip().split("|")
+    result["state"] = "running" if status == "running" else "stopped"
+    result["since"] = started if status == "running" else None
+    result["restarts"] = int(restarts) if restarts.isdigit() else None
+    result["pid"] = pid if status == "running" and pid not in ("", "0") else None
+    # Started again by Docker after a crash and a restart of the engine or the host.
+    result["enabled"] = policy in ("always", "unless-stopped", "on-failure")
+    return result
+
+
 def _slurm(module, job_name: str | None, job_user: str | None) -> dict:
     result = {"state": "stopped", "since": None, "restarts": None, "pid": None, "enabled": None}
     squeue = module.get_bin_path("squeue")
@@ -374,7 +397,8 @@ def main():
                 type="dict",
                 default={},
                 options=dict(
-                    manager=dict(type="str", choices=["systemd", "process", "slurm", "none"], default="none"),
+                    manager=dict(type="str", choices=["systemd", "process", "slurm", "container", "none"], default="none"),
+                    container=dict(type="str"),
                     unit=dict(type="str"),
                     pidfile=dict(type="path"),
                     job_name=dict(type="str"),
@@ -398,13 +422,16 @@ def main():
         service = _systemd(module, p["service"]["unit"])
     elif manager == "process":
         service = _process(p["service"]["pidfile"], kit)
+    elif manager == "container":
+        service = _container(module, p["service"]["container"])
     elif manager == "slurm":
         service = _slurm(module, p["service"]["job_name"], p["service"]["job_user"])
     else:
         service = {"state": "none", "since": None, "restarts": None, "pid": None, "enabled": None}
     service["manager"] = manager
     admin_shutdown = os.path.exists(os.path.join(kit, "shutdown.fl"))
-    if admin_shutdown and service["state"] != "running":
+    # A container stays up, idle, while an NVFlare admin's shutdown keeps its participant down.
+    if admin_shutdown and (service["state"] != "running" or manager == "container"):
         service["state"] = "shut down"
     if manager != "none" and service["state"] != "running":
         why = " by an NVFlare admin (the next site.yml run starts it)" if service["state"] == "shut down" else ""
