@@ -67,6 +67,7 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
   started_docker=1
 fi
 layer "setup: base image"     scripts/base-image.sh
+layer "container"             scripts/pytest.sh tests/container
 layer "molecule"              scripts/molecule.sh
 
 trap - EXIT

@@ -1,4 +1,4 @@
-"""Running the collection's playbooks on a Molecule scenario's inventory, as the verifiers do."""
+"""Running the collection's playbooks on a Molecule scenario's inventory (as the verifiers do) or another."""
 
 from __future__ import annotations
 
@@ -32,11 +32,15 @@ class Run:
         return tasks
 
 
-def run(playbook: str | Path, *args: str, rc: int | None = 0, timeout: float = 900) -> Run:
-    """ansible-playbook PLAYBOOK (a name under playbooks/, or a path) with ARGS on the scenario's
-    inventory, from the repository root. Asserts the exit status RC (None: any) with the output's end."""
+def run(
+    playbook: str | Path, *args: str, rc: int | None = 0, timeout: float = 900, inventory: Path | None = None
+) -> Run:
+    """ansible-playbook PLAYBOOK (a name under playbooks/, or a path) with ARGS on INVENTORY (by
+    default the Molecule scenario's), from the repository root. Asserts the exit status RC (None:
+    any) with the output's end."""
     path = Path(playbook) if os.path.sep in str(playbook) else ROOT / "playbooks" / playbook
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    if inventory is None:
+        inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(path), *args],
         capture_output=True,
