@@ -397,7 +397,9 @@ def main():
                 type="dict",
                 default={},
                 options=dict(
-                    manager=dict(type="str", choices=["systemd", "process", "slurm", "container", "none"], default="none"),
+                    manager=dict(
+                        type="str", choices=["systemd", "process", "slurm", "container", "none"], default="none"
+                    ),
                     container=dict(type="str"),
                     unit=dict(type="str"),
                     pidfile=dict(type="path"),

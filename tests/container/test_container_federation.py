@@ -109,8 +109,12 @@ def test_the_job_trains_in_the_containers(deployed):
 
 
 def test_each_participant_has_a_long_running_unprivileged_container(deployed):
-    uid, gid = (subprocess.run(["id", "-u" if f == "u" else "-g", "nvflare"], capture_output=True, text=True,
-                               check=True).stdout.strip() for f in "ug")
+    uid, gid = (
+        subprocess.run(
+            ["id", "-u" if f == "u" else "-g", "nvflare"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for f in "ug"
+    )
     for host, name in CONTAINERS.items():
         assert inspect(name, "{{.State.Status}}") == "running", host
         assert inspect(name, "{{.HostConfig.RestartPolicy.Name}}") == "unless-stopped"

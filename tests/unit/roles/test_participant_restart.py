@@ -160,10 +160,12 @@ def test_the_handlers_read_only_the_hosts_fact():
     code = "\n".join(line for line in handlers.splitlines() if not line.lstrip().startswith("#"))
     names = set(re.findall(r"\b_{1,2}participant_\w+", code))
     # The process scripts are fixed text of vars/main.yml; every setting comes from the fact.
-    # (__participant_restarted is the systemd handler's own registered result.)
+    # (__participant_restarted and __participant_container_restart are the handlers' own
+    # registered results.)
     allowed = {
         "__participant_service",
         "__participant_restarted",
+        "__participant_container_restart",
         "_participant_process_stop",
         "_participant_process_start",
     }
@@ -172,4 +174,5 @@ def test_the_handlers_read_only_the_hosts_fact():
     for script in ("_participant_process_stop", "_participant_process_start"):
         block = vars_text.split(f"{script}: |", 1)[1].split("\n_participant", 1)[0]
         assert "{{" not in block and "{%" not in block, script
-    assert code.count("listen: Restart the participant") == 2
+    # systemd, process, and the container's two steps (look, then restart when it exists).
+    assert code.count("listen: Restart the participant") == 4
