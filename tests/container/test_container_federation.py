@@ -186,6 +186,14 @@ def test_admin_restart_and_shutdown_are_honoured(deployed):
     assert registered() == ["site-1"], "site-2 stays down after its shutdown"
     assert "kept down after an NVFlare admin shutdown" in docker("logs", CONTAINERS["site-2"])
     assert inspect(CONTAINERS["site-1"], "{{.Id}}") == site1
+    # status.yml reads the containers: site-2's is up, its participant shut down by the admin.
+    report_file = FIGURES.parent / "container-status.json"
+    playbook("status.yml", "--check", "-e", f"nvflare_status_file={report_file}")
+    rows = {r["name"]: r for r in json.loads(report_file.read_text())["participants"]}
+    assert rows["site-2"]["state"] == "shut down", rows["site-2"]
+    assert rows["site-1"]["state"] == rows["server"]["state"] == "running", rows
+    # The crash test's restart, counted by Docker.
+    assert rows["site-1"]["restarts"] >= 1, rows["site-1"]
     result = playbook("site.yml")
     assert result.recap["site-2"] > 0 and result.recap["site-1"] == 0, result.recap
     assert wait_registered(), registered()

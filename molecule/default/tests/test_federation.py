@@ -7,6 +7,7 @@ Python program there with the admin kit, through the service virtualenv.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ ADMIN = "admin@example.com"
 ADMIN_KIT = f"/var/lib/nvflare/{ADMIN}"
 SITES = ["site-1", "site-2"]
 SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
+WHEELHOUSE = "/opt/wheelhouse"
 
 
 def _participant(host):
@@ -46,6 +48,65 @@ def _registered():
 
 def _wait(predicate, timeout, step=3):
     return wait_until(predicate, timeout, step)
+
+
+# -- the runtime (the _runtime role) on every host: account, virtualenv, offline install ----------
+
+
+def test_service_user_is_a_system_account_without_a_shell(host):
+    user = host.user("nvflare")
+    assert user.exists
+    assert user.uid != 0 and user.uid < 1000, "expected a system user"
+    assert user.shell == "/usr/sbin/nologin"
+    assert user.home == "/opt/nvflare"
+
+
+def test_venv_is_root_owned_and_the_service_user_cannot_change_it(host):
+    assert host.file(VENV).is_directory and host.file(VENV).user == "root"
+    home = host.file("/opt/nvflare")
+    assert home.user == "nvflare" and home.mode == 0o750
+    assert host.run("runuser -u nvflare -- test -w %s/bin", VENV).rc != 0
+
+
+def test_nvflare_and_the_callers_packages_import_as_the_service_user(host):
+    """NVFlare at the pinned release, and the packages the server and client_gpu roles add (the ML stack)."""
+    program = "import monai, nvflare, torch; print(nvflare.__version__)"
+    cmd = host.run("runuser -u nvflare -- %s/bin/python -c %s", VENV, program)
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stdout.strip() == "2.9.0"
+
+
+def test_every_package_came_from_the_wheelhouse(host):
+    def norm(name):
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    wheels = {}
+    for name in host.file(WHEELHOUSE).listdir():
+        if name.endswith(".whl"):
+            dist, version = name.split("-")[:2]
+            wheels[norm(dist)] = version
+    installed = json.loads(
+        host.check_output("%s/bin/python -m pip list --format json --disable-pip-version-check", VENV)
+    )
+    assert installed
+    # pip and setuptools come with the venv itself (ensurepip), not from an index.
+    outside = [
+        f"{p['name']}=={p['version']}"
+        for p in installed
+        if norm(p["name"]) not in ("pip", "setuptools") and wheels.get(norm(p["name"])) != p["version"]
+    ]
+    assert outside == [], f"installed from outside the wheelhouse: {outside}"
+
+
+def test_hosts_sit_on_an_internal_network():
+    # Docker enforces `internal: true` with firewall rules: no route out of the test network.
+    out = subprocess.run(
+        ["docker", "network", "inspect", "--format", "{{.Internal}}", "nvflare-federation"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "true"
 
 
 def test_service_active_enabled_and_unprivileged(host):

@@ -155,6 +155,21 @@ def test_systemd_unit_not_installed(run_module, kit, monkeypatch, tmp_path):
     assert res["problems"] == ["site-1 is not installed"]
 
 
+def test_container_running_then_held_down_by_an_admin_shutdown(run_module, kit, monkeypatch, tmp_path):
+    """A container stays up while NVFlare's `shutdown` keeps its participant down: shut down, not running."""
+    _on_path(monkeypatch, tmp_path, "docker", "running|2026-12-01T10:00:00.1Z|2|4242|unless-stopped")
+    args = dict(kit, service={"manager": "container", "container": "nvflare-site-1"})
+    s = run_module("participant_status", args)["service"]
+    assert (s["state"], s["restarts"], s["pid"], s["enabled"]) == ("running", 2, "4242", True)
+    (Path(kit["dir"]) / "shutdown.fl").touch()
+    res = run_module("participant_status", args)
+    assert res["service"]["state"] == "shut down" and res["admin_shutdown"] is True
+    _on_path(monkeypatch, tmp_path, "docker", "Error: No such container: nvflare-site-1")
+    (Path(kit["dir"]) / "shutdown.fl").unlink()
+    res = run_module("participant_status", args)
+    assert res["service"]["state"] == "not installed" and res["problems"] == ["site-1 is not installed"]
+
+
 def test_slurm_running_and_queued(run_module, kit, monkeypatch, tmp_path):
     _on_path(monkeypatch, tmp_path, "squeue", "101|RUNNING|2026-12-01T10:00:00\n102|PENDING|N/A")
     args = dict(kit, service={"manager": "slurm", "job_name": "nvflare-site-1"})
