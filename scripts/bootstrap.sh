@@ -8,9 +8,10 @@ source "$(dirname "$0")/lib.sh"
 APT_PACKAGES=(python3 python3-venv python3-pip git make zip unzip rsync openssl
               docker.io debootstrap iptables procps iproute2 ca-certificates
               chromium chromium-driver libnss3-tools pebble)
-# Collections unpacked from the ansible wheel: what the roles, playbooks and Molecule use.
-COLLECTIONS=(ansible.posix ansible.utils community.docker community.general azure.azcollection
-             community.crypto amazon.aws)
+# Collections unpacked from the ansible wheel: what the roles, playbooks and Molecule use (and
+# community.library_inventory_filtering_v1, a dependency of community.docker).
+COLLECTIONS=(ansible.posix ansible.utils community.docker community.library_inventory_filtering_v1
+             community.general azure.azcollection community.crypto amazon.aws)
 
 # pip, quiet, without the noise about index folders that do not exist on every machine.
 pipq() {

@@ -34,11 +34,26 @@ done
 
 # Install the tarball WITH its dependencies, resolved offline from the collections of the
 # virtualenv (as from a local mirror), so that a missing or unsatisfiable dependency fails here.
+# The mirror offers the declared collections and, in turn, what they depend on.
+closure=$(python - "$COLLECTIONS_DIR/ansible_collections" $declared <<'PY'
+import json, os, sys
+root, todo, seen = sys.argv[1], list(sys.argv[2:]), set()
+while todo:
+    fqcn = todo.pop()
+    if fqcn in seen:
+        continue
+    seen.add(fqcn)
+    manifest = os.path.join(root, *fqcn.split("."), "MANIFEST.json")
+    if os.path.exists(manifest):
+        todo.extend(json.load(open(manifest))["collection_info"].get("dependencies") or {})
+print(" ".join(sorted(seen)))
+PY
+)
 requirements="$empty/requirements.yml"
 {
   echo "collections:"
   printf '  - name: %s\n    type: file\n' "$ROOT/$tarball"
-  for fqcn in $declared; do
+  for fqcn in $closure; do
     printf '  - name: %s\n    type: dir\n' "$COLLECTIONS_DIR/ansible_collections/${fqcn/.//}"
   done
 } > "$requirements"

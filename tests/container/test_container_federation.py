@@ -160,22 +160,9 @@ def test_a_crashed_site_is_restarted_by_docker(deployed):
     assert wait_registered(), registered()
 
 
-def test_docker_kill_is_a_manual_stop_that_the_next_run_undoes(deployed):
-    """By Docker's rules `docker kill` stops a container by hand: its restart policy leaves it
-    down (as after `docker stop`); the next site.yml run starts it, and only it."""
-    name = CONTAINERS["site-2"]
-    docker("kill", name)
-    time.sleep(5)
-    assert inspect(name, "{{.State.Status}}") == "exited"
-    result = playbook("site.yml")
-    assert result.recap["site-2"] > 0 and result.recap["site-1"] == 0 and result.recap["server"] == 0, result.recap
-    assert inspect(name, "{{.State.Status}}") == "running"
-    assert wait_registered(), registered()
-
-
 def test_admin_restart_and_shutdown_are_honoured(deployed):
     """NVFlare's admin `restart` brings site-1 back in the same container; `shutdown` keeps site-2
-    down, its container idle, until the next site.yml run, which reports it changed."""
+    down, its container idle, and status.yml says so (the next test's site.yml run starts it)."""
     site1 = inspect(CONTAINERS["site-1"], "{{.Id}}")
     flare_admin.run([], VENV_PYTHON, ADMIN, ADMIN_KIT, "restart", "client", "site-1")
     flare_admin.run([], VENV_PYTHON, ADMIN, ADMIN_KIT, "shutdown", "client", "site-2")
@@ -185,6 +172,7 @@ def test_admin_restart_and_shutdown_are_honoured(deployed):
     time.sleep(10)
     assert registered() == ["site-1"], "site-2 stays down after its shutdown"
     assert "kept down after an NVFlare admin shutdown" in docker("logs", CONTAINERS["site-2"])
+    assert inspect(CONTAINERS["site-2"], "{{.State.Status}}") == "running", "the container idles"
     assert inspect(CONTAINERS["site-1"], "{{.Id}}") == site1
     # status.yml reads the containers: site-2's is up, its participant shut down by the admin.
     report_file = FIGURES.parent / "container-status.json"
@@ -194,8 +182,20 @@ def test_admin_restart_and_shutdown_are_honoured(deployed):
     assert rows["site-1"]["state"] == rows["server"]["state"] == "running", rows
     # The crash test's restart, counted by Docker.
     assert rows["site-1"]["restarts"] >= 1, rows["site-1"]
+
+
+def test_docker_kill_is_a_manual_stop_that_the_next_run_undoes(deployed):
+    """By Docker's rules `docker kill` stops a container by hand: its restart policy leaves it
+    down (as after `docker stop`). The next site.yml run starts it, and site-2 that an admin shut
+    down (the test before), and nothing else."""
+    name = CONTAINERS["site-1"]
+    docker("kill", name)
+    time.sleep(5)
+    assert inspect(name, "{{.State.Status}}") == "exited"
     result = playbook("site.yml")
-    assert result.recap["site-2"] > 0 and result.recap["site-1"] == 0, result.recap
+    assert result.recap["site-1"] > 0 and result.recap["site-2"] > 0 and result.recap["server"] == 0, result.recap
+    assert inspect(name, "{{.State.Status}}") == "running"
+    assert not os.path.exists("/var/lib/nvflare/site-2/shutdown.fl")
     assert wait_registered(), registered()
 
 
