@@ -57,6 +57,17 @@ def inspect(container: str, fmt: str) -> str:
     return docker("inspect", "--type=container", f"--format={fmt}", container, check=False)
 
 
+def logs(container: str) -> str:
+    """The container's output over all its starts (stdout and stderr: NVFlare logs to stderr)."""
+    proc = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=120, check=False)
+    return proc.stdout + proc.stderr
+
+
+def registrations(site: str) -> int:
+    """How often the client in SITE's container registered with the server, over all its starts."""
+    return logs(CONTAINERS[site]).count(f"Successfully registered client:{site} ")
+
+
 def registered() -> list[str]:
     try:
         return flare_admin.run([], VENV_PYTHON, ADMIN, ADMIN_KIT, "registered", timeout=60)
@@ -103,8 +114,9 @@ def test_the_job_trains_in_the_containers(deployed):
     assert all(set(per_site) == set(SITES) for per_site in matrix.values()), matrix
     # The clients' processes are in their containers, not on this machine.
     for site in SITES:
-        top = docker("top", CONTAINERS[site])
-        assert f"client_train -m /var/lib/nvflare/{site}" in top, top
+        pids = docker("top", CONTAINERS[site], "-o", "pid").split()[1:]
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in pids]
+        assert any(f"client_train -m /var/lib/nvflare/{site}" in c for c in commands), commands
     assert registered() == list(SITES)
 
 
@@ -153,10 +165,13 @@ def test_an_image_without_nvflare_is_refused_before_the_container_changes(deploy
 def test_a_crashed_site_is_restarted_by_docker(deployed):
     """The container's main process killed (a crash, an out-of-memory kill): Docker starts it again."""
     name = CONTAINERS["site-1"]
-    before = int(inspect(name, "{{.RestartCount}}"))
+    before, joined = int(inspect(name, "{{.RestartCount}}")), registrations("site-1")
+    assert joined >= 1
     os.kill(int(inspect(name, "{{.State.Pid}}")), 9)
     assert wait_until(lambda: int(inspect(name, "{{.RestartCount}}")) == before + 1, 60, 1)
     assert wait_until(lambda: inspect(name, "{{.State.Status}}") == "running", 60, 1)
+    # The new client registered (the server may still list the old one for a while).
+    assert wait_until(lambda: registrations("site-1") == joined + 1, REGISTER_TIMEOUT, 2), logs(name)[-3000:]
     assert wait_registered(), registered()
 
 
@@ -167,19 +182,20 @@ def test_admin_restart_and_shutdown_are_honoured(deployed):
     flare_admin.run([], VENV_PYTHON, ADMIN, ADMIN_KIT, "restart", "client", "site-1")
     flare_admin.run([], VENV_PYTHON, ADMIN, ADMIN_KIT, "shutdown", "client", "site-2")
     assert wait_until(lambda: os.path.exists("/var/lib/nvflare/site-2/shutdown.fl"), 60, 1)
-    assert wait_until(lambda: "restart.fl: starting again" in docker("logs", CONTAINERS["site-1"]), 90, 2)
+    assert wait_until(lambda: "restart.fl: starting again" in logs(CONTAINERS["site-1"]), 90, 2)
     assert wait_registered(["site-1"], 120), registered()
     time.sleep(10)
     assert registered() == ["site-1"], "site-2 stays down after its shutdown"
-    assert "kept down after an NVFlare admin shutdown" in docker("logs", CONTAINERS["site-2"])
+    assert "kept down after an NVFlare admin shutdown" in logs(CONTAINERS["site-2"])
     assert inspect(CONTAINERS["site-2"], "{{.State.Status}}") == "running", "the container idles"
     assert inspect(CONTAINERS["site-1"], "{{.Id}}") == site1
     # status.yml reads the containers: site-2's is up, its participant shut down by the admin.
     report_file = FIGURES.parent / "container-status.json"
-    playbook("status.yml", "--check", "-e", f"nvflare_status_file={report_file}")
+    status = playbook("status.yml", "--check", "-e", f"nvflare_status_file={report_file}", rc=2)
+    assert "site-2 is shut down by an NVFlare admin" in status.output, status.output[-3000:]
     rows = {r["name"]: r for r in json.loads(report_file.read_text())["participants"]}
     assert rows["site-2"]["state"] == "shut down", rows["site-2"]
-    assert rows["site-1"]["state"] == rows["server"]["state"] == "running", rows
+    assert rows["site-1"]["state"] == rows["localhost"]["state"] == "running", rows
     # The crash test's restart, counted by Docker.
     assert rows["site-1"]["restarts"] >= 1, rows["site-1"]
 
@@ -205,10 +221,13 @@ def test_a_restart_of_dockerd_brings_every_participant_back(deployed):
             pytest.fail("dockerd was not started by scripts/docker.sh: this test cannot restart it")
         pytest.skip("dockerd was not started by scripts/docker.sh: this test restarts only its own")
     started = {n: inspect(n, "{{.State.StartedAt}}") for n in CONTAINERS.values()}
+    joined = {site: registrations(site) for site in SITES}
     subprocess.run([str(ROOT / "scripts" / "docker.sh"), "stop"], check=True, timeout=120)
     subprocess.run([str(ROOT / "scripts" / "docker.sh"), "start"], check=True, timeout=120)
     assert wait_until(lambda: all(inspect(n, "{{.State.Status}}") == "running" for n in CONTAINERS.values()), 60, 1)
     assert all(inspect(n, "{{.State.StartedAt}}") != started[n] for n in CONTAINERS.values())
+    for site in SITES:
+        assert wait_until(lambda s=site: registrations(s) > joined[s], 240, 3), logs(CONTAINERS[site])[-3000:]
     assert wait_registered(timeout=240), registered()
 
 
