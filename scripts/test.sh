@@ -61,13 +61,13 @@ layer "static: galaxy-importer" scripts/galaxy-importer.sh
 layer "static: execution env" scripts/ee.sh
 layer "static: docs"          env NVFLARE_DOCS_OFFLINE=1 scripts/docs.sh
 layer "unit"                  scripts/pytest.sh tests/unit
-layer "functional"            scripts/pytest.sh tests/functional
+layer "functional"            scripts/pytest.sh tests/functional --durations=12
 if ! timeout 10 docker info >/dev/null 2>&1; then
   layer "setup: dockerd"      scripts/docker.sh start
   started_docker=1
 fi
 layer "setup: base image"     scripts/base-image.sh
-layer "container"             scripts/pytest.sh tests/container
+layer "container"             scripts/pytest.sh tests/container --durations=12
 layer "molecule"              scripts/molecule.sh
 
 trap - EXIT

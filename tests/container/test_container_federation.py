@@ -160,6 +160,18 @@ def test_an_image_without_nvflare_is_refused_before_the_container_changes(deploy
     assert inspect(CONTAINERS["site-1"], "{{.Id}}") == site_id
     assert inspect(CONTAINERS["site-1"], "{{.State.Status}}") == "running"
     assert docker("ps", "-a", "--filter", "name=nvflare-site-1-check", "--format", "{{.Names}}") == ""
+    # An image that is not on the host: a clear error; in check mode, the change it would make.
+    missing = playbook(
+        "site.yml", "--limit", "localhost,site-1", "-e", "client_gpu_container_image=nvflare-none:1", rc=2
+    )
+    assert "The image nvflare-none:1 is not on site-1" in missing.output, missing.output[-3000:]
+    preview = playbook(
+        "site.yml", "--check", "--limit", "localhost,site-1", "-e", "client_gpu_container_image=nvflare-none:1"
+    )
+    assert "would be created from nvflare-none:1" in preview.output and preview.recap["site-1"] > 0, preview.output[
+        -3000:
+    ]
+    assert inspect(CONTAINERS["site-1"], "{{.Id}}") == site_id
 
 
 def test_a_crashed_site_is_restarted_by_docker(deployed):
