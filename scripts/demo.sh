@@ -52,6 +52,13 @@ for model in sorted(matrix):
     print(f"{model:<28}" + "".join(cells))
 print()
 print(f"Results (models, server log): {summary.get('result_dir')}")
+curves = f"{summary.get('result_dir')}/training_curves.png"
+try:
+    with open(curves, "rb") as png:
+        drawn = png.read(8) == b"\x89PNG\r\n\x1a\n"
+except OSError:
+    drawn = False
+print(f"Training curves (Dice per round): {curves if drawn else 'none were drawn'}")
 PY
 if [ "$runtime" = container ]; then
   logs="docker logs nvflare-localhost, nvflare-site-1, nvflare-site-2"

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 use_venv
 
-want=$(cat "$CONSTRAINTS" "$ROOT"/requirements/hosts/*.txt "$0" | sha256sum | cut -d' ' -f1)
+want=$(cat "$CONSTRAINTS" "$ROOT"/requirements/mlflow-constraints.txt "$ROOT"/requirements/hosts/*.txt "$0" | sha256sum | cut -d' ' -f1)
 stamp="$WHEELHOUSE/.complete"
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
@@ -22,7 +22,10 @@ log "filling the wheelhouse $WHEELHOUSE (once; cached)"
 torch=$(grep '^torch==' "$CONSTRAINTS")
 pipq download -d "$WHEELHOUSE" -c "$CONSTRAINTS" "$torch"
 for req in "$ROOT"/requirements/hosts/*.txt; do
-  pipq download -d "$WHEELHOUSE" -c "$CONSTRAINTS" -r "$req"
+  # The MLflow server has pins of its own (an older gunicorn than the dashboard's).
+  pins=$CONSTRAINTS
+  [ "$(basename "$req")" = mlflow.txt ] && pins=$ROOT/requirements/mlflow-constraints.txt
+  pipq download -d "$WHEELHOUSE" -c "$pins" -r "$req"
 done
 # Pure-Python sdists become wheels now, while an index (and setuptools) is reachable.
 shopt -s nullglob

@@ -40,6 +40,7 @@ The password is typed into the form only; it is never logged or put on a command
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -165,9 +166,7 @@ def dashboard_sites_seen(
     Raises DashboardNotTrusted when Chromium rejects the certificate, DashboardUIError when the
     login or the table does not appear (the message says what was seen).
     """
-    from selenium import webdriver
     from selenium.common.exceptions import TimeoutException, WebDriverException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -179,49 +178,7 @@ def dashboard_sites_seen(
     if shot:
         shot.parent.mkdir(parents=True, exist_ok=True)
 
-    folder = Path(tempfile.mkdtemp(prefix="nvflare-browser-"))
-    profile = folder / "profile"
-    driver = None
-    service = None
-    try:
-        home = _nss_home(folder, ca_pem)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in (
-            "--headless=new",
-            # Chromium refuses to run as root with its sandbox; the tests run as root.
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            # Proxies in the environment must not see loopback traffic.
-            "--no-proxy-server",
-            "--window-size=1280,800",
-            f"--user-data-dir={profile}",
-        ):
-            options.add_argument(arg)
-        # Every other name resolves to nothing, so Chromium's own background requests cannot
-        # leave the machine (the tests may reach only loopback and their own hosts).
-        rules = [f"MAP {name} {ip}" for name, ip in (resolve or {}).items()]
-        host = urlsplit(base).hostname or ""
-        if host not in (resolve or {}):
-            rules.append(f"EXCLUDE {host}")
-        rules.append("MAP * ~NOTFOUND")
-        options.add_argument("--host-resolver-rules=" + ", ".join(rules))
-        env = dict(os.environ, HOME=str(home))
-        service = Service(
-            CHROMEDRIVER,
-            env=env,
-            log_output=str(folder / "chromedriver.log"),
-            popen_kw={"start_new_session": True},
-        )
-        driver = webdriver.Chrome(service=service, options=options)
-        driver.set_page_load_timeout(timeout)
+    with _chromium(base, ca_pem, resolve, timeout) as driver:
         wait = WebDriverWait(driver, timeout)
 
         def fail(exc_type, message: str):
@@ -297,6 +254,59 @@ def dashboard_sites_seen(
         if shot:
             driver.save_screenshot(str(shot))
         return names
+
+
+@contextlib.contextmanager
+def _chromium(base: str, ca_pem: str | os.PathLike, resolve: dict[str, str] | None, timeout: float):
+    """Headless Chromium (a Selenium driver) that trusts only CA_PEM and resolves only RESOLVE's names
+    (and BASE's own host); every process it started is killed on the way out."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    folder = Path(tempfile.mkdtemp(prefix="nvflare-browser-"))
+    profile = folder / "profile"
+    driver = None
+    service = None
+    try:
+        home = _nss_home(folder, ca_pem)
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in (
+            "--headless=new",
+            # Chromium refuses to run as root with its sandbox; the tests run as root.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            # Proxies in the environment must not see loopback traffic.
+            "--no-proxy-server",
+            "--window-size=1280,800",
+            f"--user-data-dir={profile}",
+        ):
+            options.add_argument(arg)
+        # Every other name resolves to nothing, so Chromium's own background requests cannot
+        # leave the machine (the tests may reach only loopback and their own hosts).
+        rules = [f"MAP {name} {ip}" for name, ip in (resolve or {}).items()]
+        host = urlsplit(base).hostname or ""
+        if host not in (resolve or {}):
+            rules.append(f"EXCLUDE {host}")
+        rules.append("MAP * ~NOTFOUND")
+        options.add_argument("--host-resolver-rules=" + ", ".join(rules))
+        env = dict(os.environ, HOME=str(home))
+        service = Service(
+            CHROMEDRIVER,
+            env=env,
+            log_output=str(folder / "chromedriver.log"),
+            popen_kw={"start_new_session": True},
+        )
+        driver = webdriver.Chrome(service=service, options=options)
+        driver.set_page_load_timeout(timeout)
+        yield driver
     finally:
         if driver is not None:
             try:
@@ -311,3 +321,59 @@ def dashboard_sites_seen(
         # Chromium's helpers may have left the session; the profile path is unique to this call.
         _kill(_own_processes(str(profile)))
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def mlflow_page_shows(
+    url: str,
+    ca_pem: str | os.PathLike,
+    expect: list[str],
+    resolve: dict[str, str] | None = None,
+    username: str = "",
+    password: str = "",
+    screenshot: str | os.PathLike | None = None,
+    timeout: float = 45,
+) -> str:
+    """Open an MLflow UI page (URL, e.g. ``https://host:5443/#/experiments/1``) in headless Chromium,
+    signed in with HTTP basic auth (sent with every request, as MLflow's basic-auth app wants it),
+    and wait until every string of EXPECT shows in the page's text. Returns that text.
+
+    Raises DashboardNotTrusted when Chromium rejects the certificate, DashboardUIError when the page
+    does not show them within TIMEOUT seconds (the message says what was seen). The password goes
+    into a request header through the DevTools protocol only; it is never logged.
+    """
+    import base64
+
+    from selenium.common.exceptions import WebDriverException
+
+    shot = Path(screenshot) if screenshot else None
+    if shot:
+        shot.parent.mkdir(parents=True, exist_ok=True)
+    with _chromium(url, ca_pem, resolve, timeout) as driver:
+        if username:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            driver.execute_cdp_cmd("Network.enable", {})
+            driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+        try:
+            driver.get(url)
+        except WebDriverException as exc:
+            code = _interstitial(driver) or str(exc).splitlines()[0]
+            raise (DashboardNotTrusted if "CERT" in code.upper() else DashboardUIError)(f"{url}: {code}") from None
+        code = _interstitial(driver)
+        if code:
+            if shot:
+                driver.save_screenshot(str(shot))
+            trusted = "CERT" in code.upper() or "privacy" in code
+            raise (DashboardNotTrusted if trusted else DashboardUIError)(f"{url}: {code}")
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = driver.execute_script("return document.body ? document.body.innerText : '';") or ""
+            if all(item in text for item in expect):
+                break
+            time.sleep(0.5)
+        if shot:
+            driver.save_screenshot(str(shot))
+        missing = [item for item in expect if item not in text]
+        if missing:
+            raise DashboardUIError(f"{url} did not show {missing} within {timeout} s; it showed: {text[:600]!r}")
+        return text

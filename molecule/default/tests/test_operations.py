@@ -328,6 +328,14 @@ def _left(container):
     return {"units": units, "account": account.returncode == 0, "folders": sorted(folders.split())}
 
 
+def _mlflow_left():
+    """What of MLflow is on the server host: account, virtualenv, configuration, data."""
+    paths = "/opt/mlflow /etc/mlflow /var/lib/mlflow /var/lib/mlflow/mlflow.db"
+    account = subprocess.run(["docker", "exec", "server", "getent", "passwd", "mlflow"], capture_output=True)
+    found = _in("server", "sh", "-c", f"ls -d {paths} 2>/dev/null || true").split()
+    return sorted(found + (["account"] if account.returncode == 0 else []))
+
+
 def test_uninstall_removes_the_federation_and_keeps_the_data_unless_purged():
     changed = _recap(_playbook("uninstall.yml"))
     assert all(changed[c] > 0 for c in UNITS), changed
@@ -342,9 +350,14 @@ def test_uninstall_removes_the_federation_and_keeps_the_data_unless_purged():
     assert _in("server", "sh", "-c", "ls /var/lib/nvflare/admin-results | wc -l").strip() != "0"
     assert _in("server", "sh", "-c", "ls /var/lib/nvflare/server-data | wc -l").strip() != "0"
 
+    # MLflow (nvflare_mlflow) on the server host: its unit, virtualenv and account go, its runs stay.
+    assert _in("server", "systemctl", "list-unit-files", "mlflow.service", "--no-legend", check=False).strip() == ""
+    assert _mlflow_left() == ["/etc/mlflow", "/var/lib/mlflow", "/var/lib/mlflow/mlflow.db"]
+
     assert set(_recap(_playbook("uninstall.yml")).values()) == {0}
     purged = _recap(_playbook("uninstall.yml", "-e", "nvflare_purge_data=true"))
     assert all(purged[c] > 0 for c in UNITS), purged
     for container in UNITS:
         assert _left(container) == {"units": [], "account": False, "folders": []}, container
+    assert _mlflow_left() == []
     assert set(_recap(_playbook("uninstall.yml", "-e", "nvflare_purge_data=true")).values()) == {0}

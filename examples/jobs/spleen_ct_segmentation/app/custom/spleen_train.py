@@ -35,6 +35,7 @@ import zlib
 import numpy as np
 import nvflare.client as flare
 import torch
+from nvflare.client.tracking import MLflowWriter
 
 DATA_ENV = "NVFLARE_DATA_DIR"
 BUNDLE_NAME = "spleen_ct_segmentation"
@@ -321,17 +322,22 @@ class SpleenSite:
         self.metric.reset()
         return 0.0 if np.isnan(value) else value
 
-    def train(self) -> int:
+    def train(self, on_epoch=None) -> int:
+        """Local epochs; ``on_epoch(epoch, mean_loss)`` after each one (for the metric stream)."""
         self.model.train()
         steps = 0
-        for _epoch in range(self.args.local_epochs):
+        for epoch in range(self.args.local_epochs):
+            total, batches = 0.0, 0
             for batch in self.train_loader:
                 image, label = batch["image"].to(self.device), batch["label"].to(self.device)
                 self.optimizer.zero_grad()
                 loss = self.loss(self.model(image), label)
                 loss.backward()
                 self.optimizer.step()
+                total, batches = total + float(loss.item()), batches + 1
                 steps += 1
+            if on_epoch is not None and batches:
+                on_epoch(epoch, total / batches)
         self.local_weights = self.weights()
         return steps
 
@@ -341,6 +347,11 @@ def main(argv=None) -> None:
     flare.init()
     site_name = flare.get_site_name()
     site = SpleenSite(args, site_name)
+    # NVFlare's metric streaming: each value goes to the server as an event (ConvertToFedEvent in
+    # config_fed_client), where a receiver (MLflowReceiver when the job is rendered with a tracking
+    # URI) writes it to the site's run; without a receiver the server drops them.
+    writer = MLflowWriter()
+    writer.set_tag("site", site_name)
     while flare.is_running():
         incoming = flare.receive()
         if incoming is None:
@@ -357,7 +368,14 @@ def main(argv=None) -> None:
             print(f"{site_name}: cross-site validation: {KEY_METRIC}={dice:.4f}")
             flare.send(flare.FLModel(metrics={KEY_METRIC: dice}))
             continue
-        steps = site.train()
+        current = int(incoming.current_round or 0)
+        writer.log_metric(KEY_METRIC, dice, step=current)
+        epochs = args.local_epochs
+
+        def stream_loss(epoch: int, loss: float) -> None:
+            writer.log_metric("train_loss", loss, step=current * epochs + epoch)
+
+        steps = site.train(on_epoch=stream_loss)
         print(
             f"{site_name}: round {incoming.current_round}: global {KEY_METRIC}={dice:.4f}, "
             f"{steps} local steps in {time.time() - started:.1f}s"

@@ -1,0 +1,181 @@
+"""MLflow (nvflare_mlflow) in the federation scenario: the tracking server on the server host,
+listening beyond loopback with HTTPS (the scenario's own CA, made by prepare.yml) and sign-in; the
+converge's spleen job streamed every site's metrics to it through the FL server's MLflowReceiver.
+
+The REST API is read from inside the server container (Python's urllib, the CA file, the FL server's
+account); Chromium on the controller opens the UI by the container's address under its name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.helpers import browser  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers.polling import wait_until  # noqa: E402
+
+HOST = "server"
+URL = "https://server:5443"
+UNIT = "mlflow.service"
+CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mlflow-tls" / "ca.pem"
+CA_ON_HOST = "/var/lib/nvflare/localhost/.mlflow/ca.pem"
+ACCOUNT = ("nvflare-server", "Molecule-FL-Server-Mlflow-2026")
+ADMIN = ("admin", "Molecule-Mlflow-Admin-2026")
+SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
+SITES = ["site-1", "site-2"]
+ROUNDS, LOCAL_EPOCHS = 2, 3  # the reference job's synthetic defaults
+ARTIFACTS = Path(__file__).resolve().parents[3] / "tests" / "output" / "molecule-default"
+
+# Runs in the container: one REST call, printed as {"status": ..., "body": ...}.
+CALL = r"""
+import base64, json, ssl, sys, urllib.error, urllib.request
+method, url, body, user, password, cafile = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=cafile)
+req = urllib.request.Request(url, method=method, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json"})
+if user:
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+try:
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as answer:
+        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+except urllib.error.HTTPError as exc:
+    print(json.dumps({"status": exc.code, "body": exc.read().decode()}))
+"""
+
+
+def sh(command: str, check: bool = True) -> str:
+    proc = subprocess.run(["docker", "exec", HOST, "bash", "-c", command], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode:
+        raise AssertionError(f"{command!r} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def rest(method: str, path: str, body: dict | None = None, account=ACCOUNT, url: str = URL) -> tuple[int, dict]:
+    args = [method, url + path, json.dumps(body) if body is not None else "", *(account or ("", "")), CA_ON_HOST]
+    proc = subprocess.run(
+        ["docker", "exec", HOST, "/usr/bin/python3", "-c", CALL, *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)
+    try:
+        return answer["status"], json.loads(answer["body"] or "{}")
+    except json.JSONDecodeError:
+        return answer["status"], {"text": answer["body"]}
+
+
+def job_id() -> str:
+    return json.loads(sh(f"cat {SUMMARY}"))["job_id"]
+
+
+def runs_of_the_job() -> tuple[str, list[dict]]:
+    status, found = rest("GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=spleen_ct_segmentation")
+    assert status == 200, found
+    experiment = found["experiment"]["experiment_id"]
+    status, runs = rest(
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment], "filter": f"tags.job_id = '{job_id()}'", "max_results": 50},
+    )
+    assert status == 200, runs
+    return experiment, runs.get("runs", [])
+
+
+def active() -> bool:
+    return sh(f"systemctl is-active {UNIT}", check=False) == "active"
+
+
+def main_pid() -> str:
+    return sh(f"systemctl show -p MainPID --value {UNIT}")
+
+
+def test_tracking_server_is_an_unprivileged_unit_with_private_secrets():
+    assert sh(f"systemctl is-enabled {UNIT}") == "enabled"
+    assert sh(f"systemctl is-active {UNIT}") == "active"
+    assert sh(f"ps -o user= -p {main_pid()}") == "mlflow"
+    assert sh("stat -c '%a %U' /etc/mlflow/mlflow.env /etc/mlflow/secret-key.env").splitlines() == ["600 root"] * 2
+    modes = sh("stat -c '%a %U' /etc/mlflow/tls/privkey.pem /var/lib/mlflow").splitlines()
+    assert modes == ["600 mlflow", "750 mlflow"]
+    # The FL server's account for MLflow: only its service user may read it.
+    assert sh("stat -c '%a %U' /var/lib/nvflare/localhost/.mlflow/credentials") == "600 nvflare"
+
+
+def test_anonymous_wrong_and_plain_http_requests_are_refused():
+    path = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=spleen_ct_segmentation"
+    assert rest("GET", path, account=None)[0] == 401
+    assert rest("GET", path, account=(ACCOUNT[0], "not-the-password"))[0] == 401
+    call = [HOST, "/usr/bin/python3", "-c", CALL, "GET", "http://server:5443" + path, "", "", "", CA_ON_HOST]
+    plain = subprocess.run(
+        ["docker", "exec", *call],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plain.returncode != 0 or json.loads(plain.stdout)["status"] >= 400, plain.stdout
+
+
+def test_the_jobs_metrics_arrived_one_run_per_site_with_every_round():
+    experiment, runs = runs_of_the_job()
+    assert sorted({t["key"]: t["value"] for t in r["data"]["tags"]}["site"] for r in runs) == SITES, runs
+    for run in runs:
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert "spleen_ct_segmentation" in run["info"]["run_name"], run["info"]["run_name"]
+        assert run["info"]["run_name"].startswith(tags["site"] + "-")
+        assert run["info"]["status"] == "FINISHED"
+        histories = {}
+        for key in ("val_dice", "train_loss"):
+            status, history = rest(
+                "GET", f"/api/2.0/mlflow/metrics/get-history?run_id={run['info']['run_id']}&metric_key={key}"
+            )
+            assert status == 200, history
+            histories[key] = sorted(m["step"] for m in history.get("metrics", []))
+        # One global Dice per round, one training loss per local epoch of every round.
+        assert histories == {"val_dice": list(range(ROUNDS)), "train_loss": list(range(ROUNDS * LOCAL_EPOCHS))}, (
+            tags["site"],
+            histories,
+        )
+    print(f"experiment {experiment}: {[r['info']['run_name'] for r in runs]}")
+
+
+def test_training_curves_png_is_a_valid_image_in_the_results():
+    result_dir = json.loads(sh(f"cat {SUMMARY}"))["result_dir"]
+    header = sh(
+        "/usr/bin/python3 -c \"import struct,sys; d=open(sys.argv[1],'rb').read(24); "
+        "print(d[:8].hex(), *struct.unpack('>II', d[16:24]))\" " + f"{result_dir}/training_curves.png"
+    ).split()
+    assert header[0] == "89504e470d0a1a0a", header  # PNG signature
+    assert int(header[1]) > 100 and int(header[2]) > 100, header
+    assert sh(f"stat -c '%a' {result_dir}/training_curves.png") == "644"
+
+
+def test_browser_opens_the_ui_over_tls_and_shows_the_runs():
+    missing = browser.missing_requirements()
+    assert not missing, missing
+    experiment, runs = runs_of_the_job()
+    address = subprocess.run(
+        ["docker", "inspect", HOST, "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    text = browser.mlflow_page_shows(
+        f"{URL}/#/experiments/{experiment}",
+        ca_pem=CA,
+        expect=["spleen_ct_segmentation", *SITES],
+        resolve={"server": address},
+        username=ADMIN[0],
+        password=ADMIN[1],
+        screenshot=ARTIFACTS / "mlflow-runs.png",
+    )
+    assert text
+    assert (ARTIFACTS / "mlflow-runs.png").stat().st_size > 0
+
+
+def test_restarted_after_a_crash():
+    pid = main_pid()
+    sh(f"kill -9 {pid}")
+    assert wait_until(lambda: main_pid() not in ("0", pid) and active(), 60)
+    assert wait_until(lambda: rest("GET", "/health", account=None)[0] in (200, 401), 90, 3)
