@@ -26,6 +26,7 @@ The site's data folder is ``$NVFLARE_DATA_DIR`` (``--data_dir`` overrides it); w
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -342,6 +343,10 @@ class SpleenSite:
         return steps
 
 
+def stream_loss(writer, offset: int, epoch: int, loss: float) -> None:
+    writer.log_metric("train_loss", loss, step=offset + epoch)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     flare.init()
@@ -370,12 +375,8 @@ def main(argv=None) -> None:
             continue
         current = int(incoming.current_round or 0)
         writer.log_metric(KEY_METRIC, dice, step=current)
-        epochs = args.local_epochs
-
-        def stream_loss(epoch: int, loss: float) -> None:
-            writer.log_metric("train_loss", loss, step=current * epochs + epoch)
-
-        steps = site.train(on_epoch=stream_loss)
+        # train_loss's step counts local epochs across rounds: round * local_epochs + epoch.
+        steps = site.train(on_epoch=functools.partial(stream_loss, writer, current * args.local_epochs))
         print(
             f"{site_name}: round {incoming.current_round}: global {KEY_METRIC}={dice:.4f}, "
             f"{steps} local steps in {time.time() - started:.1f}s"
