@@ -290,14 +290,36 @@ _LOG_PREFIX = re.compile(r"^\S+ \S+ - (?P<logger>\w+) - \w+ - (\[[^\]]*\] - )?")
 
 
 def last_lines(path: str, count: int = 3, width: int = 300) -> list[str]:
-    """The last COUNT log records of a log file as "<logger>: <message>", each cut to WIDTH characters."""
+    """The last COUNT log records of a log file as "<logger>: <message>", each cut to WIDTH characters.
+
+    A record that only announces a traceback ("Traceback (most recent call last):") stands for the
+    exception that ends it ("<logger>: RuntimeError: ..."), which says what went wrong; that line
+    may be twice as long.
+    """
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = [line.rstrip() for line in f if line.strip() and not line.startswith((" ", "\t"))]
     except OSError:
         return []
-    records = [_LOG_PREFIX.sub(lambda m: m.group("logger") + ": ", line) for line in lines if _LOG_PREFIX.match(line)]
-    return [record[:width] for record in records[-count:]]
+    records: list[str] = []
+    pending = None  # the logger of a record that announced a traceback, until its exception line
+    ended = False  # whether records[-1] is such an exception line (a chained one replaces it)
+    for line in lines:
+        match = _LOG_PREFIX.match(line)
+        if match:
+            message = line[match.end() :]
+            ended = False
+            if message.startswith("Traceback (most recent call last)"):
+                pending = match.group("logger")
+            else:
+                pending = None
+                records.append((match.group("logger") + ": " + message)[:width])
+        elif pending is not None and not line.startswith(("Traceback", "During handling", "The above exception")):
+            if ended:
+                records.pop()
+            records.append((pending + ": " + line)[: 2 * width])
+            ended = True
+    return records[-count:]
 
 
 def download_result(sess, job_id: str, download_dir: str | None) -> tuple[str | None, bool, str | None]:

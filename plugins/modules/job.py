@@ -188,7 +188,10 @@ client_logs:
   type: str
   sample: <client workspace>/7f8d874f-d2d4-4210-b7dd-5a519e3b1eb9/log.txt
 server_errors:
-  description: Last lines of the job's server-side C(error_log.txt), when it has any.
+  description:
+    - The last (at most 8) records of the job's server-side C(error_log.txt), when it has any; a logged
+      traceback appears as the exception that ends it. The first exception among them is quoted in
+      the failure message.
   returned: when the job finished
   type: list
   elements: str
@@ -211,12 +214,16 @@ cross_site_validation:
 """
 
 import os
+import re
 import shutil
 import tempfile
 import traceback
 
 from ansible_collections.federated.nvflare.plugins.module_utils import _flare
 from ansible_collections.federated.nvflare.plugins.module_utils._flare import FlareError
+
+# "<logger>: SomeError: ..." - a record that names an exception (see _flare.last_lines).
+_EXCEPTION_RECORD = re.compile(r"^\w+: [\w.]*(Error|Exception|Exit)\b")
 
 
 def _client_logs(job_id: str) -> str:
@@ -286,7 +293,7 @@ def _collect(sess, result: dict, job_id: str, download_dir: str | None) -> bool:
     try:
         if result_dir:
             result["cross_site_validation"] = _flare.read_cross_site(result_dir) or {}
-            result["server_errors"] = _flare.last_lines(os.path.join(result_dir, "workspace", "error_log.txt"))
+            result["server_errors"] = _flare.last_lines(os.path.join(result_dir, "workspace", "error_log.txt"), count=8)
         if not tmp:
             result["result_dir"] = result_dir
             result["server_log"] = os.path.join(result_dir, "workspace", "log.txt") if result_dir else None
@@ -333,7 +340,10 @@ def _run_submitted(module, sess, result: dict) -> None:
     if _collect(sess, result, job_id, p["download_dir"]):
         result["changed"] = True
     if meta.get("status") != _flare.COMPLETED:
-        detail = f" (server error: {result['server_errors'][-1]})" if result.get("server_errors") else ""
+        errors = result.get("server_errors") or []
+        # The first exception among the last errors is the cause; what follows reports it again.
+        cause = next((e for e in errors if _EXCEPTION_RECORD.match(e)), errors[-1] if errors else None)
+        detail = f" (server error: {cause})" if cause else ""
         raise FlareError(
             f"NVFlare job {name} ({job_id}) ended with status {meta.get('status')}{detail}; " + _logs_hint(result),
             **result,

@@ -43,7 +43,8 @@ REGISTER_TIMEOUT = 150
 
 
 def playbook(name: str, *args: str, rc: int | None = 0, timeout: float = 1500) -> Run:
-    return run(name, *args, rc=rc, timeout=timeout, inventory=INVENTORY)
+    # Under homomorphic encryption (nvflare_he): HE kits, TenSEAL in the image, the HE job.
+    return run(name, "-e", "nvflare_he=true", *args, rc=rc, timeout=timeout, inventory=INVENTORY)
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -112,12 +113,43 @@ def test_the_job_trains_in_the_containers(deployed):
     matrix = summary["cross_site_validation"]
     assert {"site-1", "site-2"} <= set(matrix), matrix
     assert all(set(per_site) == set(SITES) for per_site in matrix.values()), matrix
+    # The HE variant: the kits carry TenSEAL contexts, the server aggregated ciphertexts only.
+    assert Path("/var/lib/nvflare/localhost/startup/server_context.tenseal").is_file()
+    for site in SITES:
+        assert Path(f"/var/lib/nvflare/{site}/startup/client_context.tenseal").is_file()
+    assert_the_server_held_only_ciphertexts(Path(summary["result_dir"]) / "workspace")
     # The clients' processes are in their containers, not on this machine.
     for site in SITES:
         pids = docker("top", CONTAINERS[site], "-o", "pid").split()[1:]
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in pids]
         assert any(f"client_train -m /var/lib/nvflare/{site}" in c for c in commands), commands
     assert registered() == list(SITES)
+
+
+def assert_the_server_held_only_ciphertexts(workspace: Path) -> None:
+    """What the server aggregated and kept: CKKS ciphertexts, never a float tensor. Its own TenSEAL
+    context is public (no secret key): it cannot decrypt the global model it persisted, which a
+    site's context decrypts to finite weights; the sites encrypted every layer in every round."""
+    import math
+
+    import tenseal as ts
+    import torch
+
+    log = (workspace / "log.txt").read_text(errors="replace")
+    assert "HEModelShareableGenerator" in log and "SerializedHECrossSiteModelEval" in log
+    weights = torch.load(workspace / "app_server" / "FL_global_model.pt", map_location="cpu", weights_only=False)
+    weights = weights["model"]
+    assert weights and all(isinstance(v, bytes) for v in weights.values()), {type(v) for v in weights.values()}
+    server_ctx = ts.context_from(Path("/var/lib/nvflare/localhost/startup/server_context.tenseal").read_bytes())
+    site_ctx = ts.context_from(Path("/var/lib/nvflare/site-1/startup/client_context.tenseal").read_bytes())
+    assert not server_ctx.has_secret_key() and site_ctx.has_secret_key()
+    name, blob = next((k, v) for k, v in weights.items() if k.endswith("conv.weight"))
+    with pytest.raises(ValueError, match="secret"):
+        ts.ckks_vector_from(server_ctx, blob).decrypt()
+    values = ts.ckks_vector_from(site_ctx, blob).decrypt()
+    assert values and all(math.isfinite(v) for v in values), name
+    job_log = next(Path("/var/lib/nvflare/site-1").glob(f"{workspace.parent.name}/log.txt")).read_text(errors="replace")
+    assert job_log.count(f"{len(weights)} of {len(weights)} layers encrypted") >= 2, job_log[-2000:]
 
 
 def test_each_participant_has_a_long_running_unprivileged_container(deployed):

@@ -22,7 +22,7 @@ HOST = "server"
 URL = "https://server:5443"
 UNIT = "mlflow.service"
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mlflow-tls" / "ca.pem"
-CA_ON_HOST = "/var/lib/nvflare/localhost/.mlflow/ca.pem"
+CA_ON_HOST = "/var/lib/nvflare/server/.mlflow/ca.pem"  # the server's workspace, its HOME
 ACCOUNT = ("nvflare-server", "Molecule-FL-Server-Mlflow-2026")
 ADMIN = ("admin", "Molecule-Mlflow-Admin-2026")
 SUMMARY = "/var/lib/nvflare/admin-results/spleen_ct_segmentation.json"
@@ -100,7 +100,7 @@ def test_tracking_server_is_an_unprivileged_unit_with_private_secrets():
     modes = sh("stat -c '%a %U' /etc/mlflow/tls/privkey.pem /var/lib/mlflow").splitlines()
     assert modes == ["600 mlflow", "750 mlflow"]
     # The FL server's account for MLflow: only its service user may read it.
-    assert sh("stat -c '%a %U' /var/lib/nvflare/localhost/.mlflow/credentials") == "600 nvflare"
+    assert sh("stat -c '%a %U' /var/lib/nvflare/server/.mlflow/credentials") == "600 nvflare"
 
 
 def test_anonymous_wrong_and_plain_http_requests_are_refused():

@@ -122,8 +122,10 @@ def render_spleen_jobs(jobs: dict, workdir: Path) -> dict:
 
 
 class Federation:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, he: bool = False):
         self.root = root
+        # Provisioned with NVFlare's HEBuilder: TenSEAL contexts in the server's and sites' kits.
+        self.he = he
         self.workspace = root / "provision"
         self.store = root / "store"
         self.data_dir = root / "data" / "site-1"
@@ -165,6 +167,8 @@ class Federation:
                 {"path": "nvflare.lighter.impl.workspace.WorkspaceBuilder"},
                 {"path": "nvflare.lighter.impl.static_file.StaticFileBuilder", "args": {"config_folder": "config"}},
                 {"path": "nvflare.lighter.impl.cert.CertBuilder"},
+                # Before the signature: NVFlare loads only signed HE contexts (secure mode).
+                *([{"path": "nvflare.lighter.impl.he.HEBuilder"}] if self.he else []),
                 {"path": "nvflare.lighter.impl.signature.SignatureBuilder"},
             ],
         }
@@ -333,6 +337,8 @@ def closed_port_kit(federation, tmp_path):
 SPLEEN_VARIANTS = {
     "synthetic": {"admin_spleen_data_mode": "synthetic"},
     "bundle": {"admin_spleen_data_mode": "bundle"},
+    # The homomorphic-encryption variant (FedAvgRecipeWithHE's layout, HECrossSiteModelEval).
+    "he": {"admin_spleen_data_mode": "synthetic", "admin_spleen_he": True, "admin_spleen_job_name": "spleen_he"},
     "overrides": {
         "admin_spleen_data_mode": "bundle",
         "admin_spleen_min_clients": 3,

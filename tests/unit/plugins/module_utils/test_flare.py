@@ -93,6 +93,30 @@ def test_last_lines_keeps_log_records_without_their_prefix(tmp_path):
     assert flare.last_lines(str(tmp_path / "missing.txt")) == []
 
 
+def test_last_lines_names_the_exception_that_ends_a_logged_traceback(tmp_path):
+    log = tmp_path / "error_log.txt"
+    log.write_text(
+        "2026-12-02 12:24:39,709 - JsonScanner - ERROR - Traceback (most recent call last):\n"
+        '  File "he_support.py", line 70, in __init__\n'
+        "    raise RuntimeError(reason)\n"
+        "RuntimeError: no HE context here\n"
+        "\n"
+        "During handling of the above exception, another exception occurred:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "json_scanner.py", line 121, in _do_scan\n'
+        "nvflare.fuel.common.excepts.ConfigError: Error processing config: RuntimeError: no HE context here\n"
+        "2026-12-02 12:24:39,796 - MPM - ERROR - Traceback (most recent call last):\n"
+        '  File "mpm.py", line 1\n'
+        "SystemExit: 1\n"
+    )
+    assert flare.last_lines(str(log)) == [
+        "JsonScanner: nvflare.fuel.common.excepts.ConfigError: Error processing config: "
+        "RuntimeError: no HE context here",
+        "MPM: SystemExit: 1",
+    ]
+
+
 def test_admin_kit_reads_user_and_endpoint(tmp_path):
     (tmp_path / "startup").mkdir()
     (tmp_path / "startup" / "fed_admin.json").write_text(

@@ -2,13 +2,20 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Stops the homomorphic-encryption variant of the spleen job at once, with a message that says
-what to do, on a participant that cannot take part in it: no TenSEAL in its Python environment,
-or no HE context in its startup kit (a project provisioned without NVFlare's HEBuilder).
+"""What the homomorphic-encryption variant of the spleen job (admin_spleen_he) adds to NVFlare's
+HE components.
 
-Listed first among the components of the HE job's configurations (admin_spleen_he), so that it is
-built before NVFlare's HE components, which would otherwise fail with an import error or with
-"Cannot load tenseal_context ...: NO_SUCH_CONTENT".
+* ``HEContextCheck`` stops the job at once, with a message that says what to do, on a participant
+  that cannot take part in it: no TenSEAL in its Python environment, or no HE context in its startup
+  kit (a project provisioned without NVFlare's HEBuilder). Listed before NVFlare's HE components in
+  the HE job's configurations, so that it is built first; they would otherwise fail with an import
+  error or with "Cannot load tenseal_context ...: NO_SUCH_CONTENT". Without TenSEAL the workflow
+  below raises the same message.
+* ``SerializedHECrossSiteModelEval`` is NVFlare's ``HECrossSiteModelEval`` with the models to
+  validate sent as serialized CKKS vectors (bytes): NVFlare 2.9 deep-copies a broadcast task's data,
+  and a CKKS vector under the server's public context cannot be copied ("the current context is
+  public, it doesn't hold a Secret key"), so every validate task failed. The sites' HEModelDecryptor
+  deserializes them first, as it does for any model; the server still never decrypts anything.
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ import os
 from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_component import FLComponent
 from nvflare.apis.fl_context import FLContext
+
+try:  # NVFlare's HE modules import TenSEAL; without it the classes below say what to do.
+    from nvflare.app_opt.he.cross_site_model_eval import HECrossSiteModelEval
+    from nvflare.app_opt.he.homomorphic_encrypt import serialize_nested_dict
+except ImportError:
+    HECrossSiteModelEval = None
 
 FIX = (
     "provision the project with homomorphic encryption (federated.nvflare: nvflare_he: true, which adds "
@@ -69,3 +82,19 @@ class HEContextCheck(FLComponent):
         if reason:
             self.log_error(fl_ctx, reason)
             self.system_panic(reason, fl_ctx)
+
+
+if HECrossSiteModelEval is not None:
+
+    class SerializedHECrossSiteModelEval(HECrossSiteModelEval):
+        def _load_validation_content(self, name, load_dir, fl_ctx):
+            dxo = super()._load_validation_content(name, load_dir, fl_ctx)
+            if dxo is not None and isinstance(dxo.data, dict):
+                serialize_nested_dict(dxo.data)
+            return dxo
+
+else:
+
+    class SerializedHECrossSiteModelEval:  # noqa: D101  (no TenSEAL: stop with the reason)
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(problem("server_context.tenseal", _startup_dir()))
