@@ -162,9 +162,10 @@ def test_browser_opens_the_ui_over_tls_and_shows_the_runs():
         check=True,
     ).stdout.strip()
     text = browser.mlflow_page_shows(
-        f"{URL}/#/experiments/{experiment}",
+        # The experiment's runs table (MLflow 3 opens an experiment on its traces otherwise).
+        f"{URL}/#/experiments/{experiment}/runs",
         ca_pem=CA,
-        expect=["spleen_ct_segmentation", *SITES],
+        expect=["spleen_ct_segmentation", "Training runs", "2 matching runs", *SITES],
         resolve={"server": address},
         username=ADMIN[0],
         password=ADMIN[1],
