@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "functional" / "federation"))
 
 import conftest as fed  # noqa: E402  (the functional tests' federation helpers)
@@ -48,7 +49,7 @@ def _stamp(line: str) -> datetime.datetime:
 def seconds_of_the_rounds(server_log: Path, rounds: int) -> float | None:
     """From the first training task sent to the last model persisted (FedAvg), or from round 0's
     start to the last round's end (ScatterAndGather, the HE variant)."""
-    lines = server_log.read_text(errors="replace").splitlines()
+    lines = [line for line in server_log.read_text(errors="replace").splitlines() if line[:4].isdigit()]
     starts = [line for line in lines if "Sending task train" in line or "Round 0 started." in line]
     ends = [line for line in lines if "End persist model on server" in line or f"Round {rounds - 1} finished." in line]
     if not starts or not ends:

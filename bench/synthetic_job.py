@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "functional" / "federation"))
 
 import conftest as fed  # noqa: E402  (the functional tests' federation helpers)
