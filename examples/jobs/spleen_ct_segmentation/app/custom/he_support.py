@@ -42,7 +42,7 @@ FIX = (
 def _startup_dir() -> str | None:
     """The participant's startup folder: the job runs in <workspace>/<job id>/app_*."""
     here = os.getcwd()
-    for _ in range(4):
+    for _level in range(4):
         candidate = os.path.join(here, "startup")
         if os.path.isfile(os.path.join(candidate, "fed_server.json")) or os.path.isfile(
             os.path.join(candidate, "fed_client.json")
