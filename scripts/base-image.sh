@@ -4,7 +4,9 @@
 # reachable.
 #   base-image.sh            every image below
 #   base-image.sh FLAVOUR    one of them
-# Flavours: systemd (every test host), slurm (the same plus munge and Slurm's daemons) and ssh
+# Flavours: systemd (every test host; it carries Debian's PostgreSQL, installed with its main
+# cluster but not started at boot, for the MLflow role's PostgreSQL backend, since test hosts
+# cannot reach an apt mirror), slurm (the same plus munge and Slurm's daemons) and ssh
 # (the same plus an SSH server and a user `ubuntu` with passwordless sudo, as on an EC2 Ubuntu
 # image; each container makes its own host keys when it starts, and its authorized key is put
 # there by the test, as cloud-init would).
@@ -13,9 +15,11 @@ source "$(dirname "$0")/lib.sh"
 
 BASE_PACKAGES=python3,python3-apt,python3-venv,systemd,systemd-sysv,dbus,sudo,iproute2,procps,ca-certificates,zip,unzip
 declare -A IMAGES=([systemd]="$BASE_IMAGE" [slurm]="$SLURM_IMAGE" [ssh]="$SSH_IMAGE")
-declare -A EXTRAS=([systemd]="" [slurm]="munge slurm-wlm slurm-client" [ssh]="openssh-server")
+declare -A EXTRAS=([systemd]="postgresql" [slurm]="munge slurm-wlm slurm-client" [ssh]="openssh-server")
 # Run in the image after its extras are installed.
-declare -A SETUP=([ssh]='
+declare -A SETUP=([systemd]='
+systemctl disable postgresql.service
+' [ssh]='
 useradd --create-home --shell /bin/bash ubuntu
 printf "ubuntu ALL=(ALL) NOPASSWD:ALL\n" > /etc/sudoers.d/90-ubuntu
 chmod 0440 /etc/sudoers.d/90-ubuntu

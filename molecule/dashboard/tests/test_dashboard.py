@@ -35,13 +35,20 @@ SECRETS = {
     "CA passphrase": "Dash-CA-Passphrase-0815",
     "kit PIN": "DashKitPin2026",
     "AWS secret key": "dash-moto-secret-access-key-4711",
+    "MLflow admin password": "Dash-Mlflow-Admin-2026",
+    "MLflow password of the FL server": "Dash-FL-Server-Mlflow-2026",
 }
+MLFLOW_UNIT = "mlflow.service"
+MLFLOW_PORT = 5443
+MLFLOW_ADMIN = ("admin", SECRETS["MLflow admin password"])
+PEBBLE_ROOT_ON_HOST = "/usr/local/share/dash-scenario/pebble-root.pem"  # put there by prepare.yml
+MLFLOW_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/50-mlflow.sh"
 ROOT = Path(__file__).resolve().parents[3]
 STATE = Path(os.environ["DASH_SCENARIO_STATE"])
 SERVICES = json.loads((STATE / "services.json").read_text())
 ARTIFACTS = Path(os.environ.get("DASH_ARTIFACTS", ROOT / "tests" / "output" / "molecule-dashboard"))
 sys.path.insert(0, str(ROOT))
-from tests.helpers import playbooks  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers import mlflow_rest, playbooks  # noqa: E402  (the repository root, as the other verifiers do)
 
 REGISTERED = """
 import json
@@ -72,10 +79,10 @@ def address() -> str:
     ).stdout.strip()
 
 
-def served_certificate(cafile: str = SERVICES["pebble_root"]) -> x509.Certificate:
-    """The certificate the dashboard serves for its FQDN, verified against `cafile` only."""
+def served_certificate(cafile: str = SERVICES["pebble_root"], port: int = 443) -> x509.Certificate:
+    """The certificate served for the FQDN (the dashboard's port, or MLflow's), verified against `cafile` only."""
     ctx = ssl.create_default_context(cafile=cafile)
-    with socket.create_connection((address(), 443), timeout=10) as raw:
+    with socket.create_connection((address(), port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=FQDN) as tls:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
@@ -94,8 +101,46 @@ def wait(predicate, timeout: float, step: float = 2):
     raise AssertionError(f"timed out after {timeout} s (last error: {last!r})")
 
 
-def main_pid() -> str:
-    return sh(f"systemctl show -p MainPID --value {UNIT}")
+def main_pid(unit: str = UNIT) -> str:
+    return sh(f"systemctl show -p MainPID --value {unit}")
+
+
+def mlflow(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """MLflow's REST API as its admin, by the FQDN from the host, TLS checked against pebble's root."""
+    return mlflow_rest.rest(
+        HOST, method, f"https://{FQDN}:{MLFLOW_PORT}{path}", body, MLFLOW_ADMIN, PEBBLE_ROOT_ON_HOST
+    )
+
+
+def psql(query: str) -> str:
+    return sh(f"runuser -u postgres -- psql -XtAd mlflow -c {shlex.quote(query)}")
+
+
+def check_run() -> str:
+    """The run of the scenario's own experiment (created once): a metric written through MLflow."""
+    status, found = mlflow("GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=dash-postgresql-check")
+    if status == 404:
+        status, found = mlflow("POST", "/api/2.0/mlflow/experiments/create", {"name": "dash-postgresql-check"})
+        experiment = found["experiment_id"]
+    else:
+        experiment = found["experiment"]["experiment_id"]
+    assert status == 200, found
+    status, runs = mlflow("POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment]})
+    if runs.get("runs"):
+        return runs["runs"][0]["info"]["run_id"]
+    status, run = mlflow("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment, "run_name": "check"})
+    assert status == 200, run
+    run_id = run["run"]["info"]["run_id"]
+    logged = {"run_id": run_id, "key": "val_dice", "value": 0.25, "timestamp": int(time.time() * 1000), "step": 0}
+    status, answer = mlflow("POST", "/api/2.0/mlflow/runs/log-metric", logged)
+    assert status == 200, answer
+    return run_id
+
+
+def logged_dice(run_id: str) -> list[float]:
+    status, history = mlflow("GET", f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val_dice")
+    assert status == 200, history
+    return [m["value"] for m in history.get("metrics", [])]
 
 
 # -- TLS, DNS --------------------------------------------------------------------------------
@@ -200,6 +245,28 @@ def test_browser_logs_in_and_sees_the_sites():
     )
     assert sorted(seen) == SITES
     assert shot.stat().st_size > 0
+
+
+# -- MLflow beside the dashboard: certbot's certificate, PostgreSQL ------------------------------
+
+
+def test_mlflow_serves_the_dashboards_certificate_and_keeps_runs_in_postgresql():
+    assert sh(f"systemctl is-active {MLFLOW_UNIT} postgresql").splitlines() == ["active", "active"]
+    assert sh("systemctl is-enabled postgresql") == "enabled"
+    assert sh(f"ps -o user= -p {main_pid(MLFLOW_UNIT)}") == "mlflow"
+    assert sh("pgrep -u mlflow -fc huey", check=False) == "0"  # a tracking server only, no job runner
+    # tls_certbot's lineage, the certificate the dashboard serves, checked against pebble's root only.
+    assert served_certificate(port=MLFLOW_PORT).serial_number == served_certificate().serial_number
+    assert sh("stat -c '%a %U' /etc/mlflow/tls/privkey.pem") == "600 mlflow"
+    assert sh(f"stat -c '%a %U' {MLFLOW_HOOK}") == "755 root"
+    # Runs, metrics and the sign-in accounts are in PostgreSQL; no SQLite store on the host.
+    run_id = check_run()
+    assert logged_dice(run_id) == [0.25]
+    assert psql(f"SELECT value FROM metrics WHERE run_uuid = '{run_id}' AND key = 'val_dice'") == "0.25"
+    assert sorted(psql("SELECT username FROM users").split()) == ["admin", "nvflare-server"]
+    assert sh("ls /var/lib/mlflow/*.db 2>/dev/null", check=False) == ""
+    # The FL server's client trusts pebble's root for it.
+    assert sh(f"cmp /var/lib/nvflare/{FL_FQDN}/.mlflow/ca.pem {PEBBLE_ROOT_ON_HOST} && echo same") == "same"
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -427,6 +494,9 @@ def test_forced_renewal_is_served_without_restart():
     assert after.not_valid_before_utc >= before.not_valid_before_utc
     assert main_pid() == pid  # reloaded (SIGHUP), not restarted
     assert sh("stat -c '%a %U' /etc/nvflare-dashboard/tls/privkey.pem") == "600 nvflare-dashboard"
+    # certbot's deploy hook gave MLflow the renewed certificate and restarted it.
+    served = wait(lambda: (c := served_certificate(port=MLFLOW_PORT)).serial_number == after.serial_number and c, 90)
+    assert served and sh("stat -c '%a %U' /etc/mlflow/tls/privkey.pem") == "600 mlflow"
 
 
 def test_restarted_after_a_crash():
@@ -443,6 +513,9 @@ def test_survives_a_container_restart():
     assert FQDN in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName
     )
+    # MLflow comes back after PostgreSQL, with what it had stored.
+    wait(lambda: sh(f"systemctl is-active {MLFLOW_UNIT}", check=False) == "active", 120)
+    assert wait(lambda: logged_dice(check_run()), 120) == [0.25]
 
 
 # -- backup, uninstall, restore (the very end: the dashboard host is rebuilt from the backup) -----
@@ -492,11 +565,20 @@ def test_uninstall_keeps_the_database_and_certificate_then_purge_leaves_nothing(
     )
     want = ["/etc/letsencrypt/live/" + FQDN, "/etc/nvflare-dashboard/secret-key.env", SERVER_DATA]
     assert kept == sorted([*want, "/var/lib/nvflare-dashboard"]), kept
+    # MLflow: the unit, its hook, the venv and the account go; its database and configuration stay.
+    assert sh("systemctl list-unit-files 'mlflow*' --no-legend", check=False) == ""
+    assert sh("getent passwd mlflow", check=False) == ""
+    assert _on_host(f"/opt/mlflow {MLFLOW_HOOK} /etc/mlflow") == ["/etc/mlflow"]
+    assert psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow'") == "1"
 
     out, recap = _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")
     assert recap[HOST] > 0, out[-3000:]
-    left = _on_host("/opt/nvflare* /opt/certbot /var/lib/nvflare* /etc/nvflare* /etc/letsencrypt /usr/local/*/nvflare*")
+    left = _on_host(
+        "/opt/nvflare* /opt/certbot /var/lib/nvflare* /etc/nvflare* /etc/letsencrypt /usr/local/*/nvflare* "
+        "/var/lib/mlflow /etc/mlflow"
+    )
     assert left == [], left
+    assert sh("runuser -u postgres -- psql -XtAc \"SELECT count(*) FROM pg_database WHERE datname = 'mlflow'\"") == "0"
     assert _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")[1][HOST] == 0
 
 
@@ -506,7 +588,10 @@ def test_restore_onto_the_rebuilt_host_keeps_the_root_ca_and_the_sites():
     site_ca = subprocess.run(
         ["docker", "exec", SITES[0], "cat", SITE_ROOT_CA], capture_output=True, text=True, check=True
     ).stdout
-    result = playbooks.run("restore.yml", "-e", f"nvflare_backup={BACKUPS / 'dash'}", timeout=1200)
+    # MLflow is not part of a backup (docs/mlflow.md): left out here, its new install would only
+    # cost the scenario a minute.
+    restore = ["restore.yml", "-e", f"nvflare_backup={BACKUPS / 'dash'}", "-e", "nvflare_mlflow=false"]
+    result = playbooks.run(*restore, timeout=1200)
     recap = result.recap
     changed = {h: result.changed_tasks(h) for h in ["localhost", *SITES]}
     assert recap[HOST] > 0 and recap[SITES[0]] == recap[SITES[1]] == 0, (recap, changed)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.helpers import browser  # noqa: E402  (the repository root, as the other verifiers do)
+from tests.helpers import browser, mlflow_rest  # noqa: E402  (the repository root, as the other verifiers do)
 from tests.helpers.polling import wait_until  # noqa: E402
 
 HOST = "server"
@@ -30,22 +30,6 @@ SITES = ["site-1", "site-2"]
 ROUNDS, LOCAL_EPOCHS = 2, 3  # the reference job's synthetic defaults
 ARTIFACTS = Path(__file__).resolve().parents[3] / "tests" / "output" / "molecule-default"
 
-# Runs in the container: one REST call, printed as {"status": ..., "body": ...}.
-CALL = r"""
-import base64, json, ssl, sys, urllib.error, urllib.request
-method, url, body, user, password, cafile = sys.argv[1:7]
-ctx = ssl.create_default_context(cafile=cafile)
-req = urllib.request.Request(url, method=method, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json"})
-if user:
-    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-try:
-    with urllib.request.urlopen(req, context=ctx, timeout=30) as answer:
-        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
-except urllib.error.HTTPError as exc:
-    print(json.dumps({"status": exc.code, "body": exc.read().decode()}))
-"""
-
 
 def sh(command: str, check: bool = True) -> str:
     proc = subprocess.run(["docker", "exec", HOST, "bash", "-c", command], capture_output=True, text=True, timeout=120)
@@ -55,16 +39,7 @@ def sh(command: str, check: bool = True) -> str:
 
 
 def rest(method: str, path: str, body: dict | None = None, account=ACCOUNT, url: str = URL) -> tuple[int, dict]:
-    args = [method, url + path, json.dumps(body) if body is not None else "", *(account or ("", "")), CA_ON_HOST]
-    proc = subprocess.run(
-        ["docker", "exec", HOST, "/usr/bin/python3", "-c", CALL, *args], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    answer = json.loads(proc.stdout)
-    try:
-        return answer["status"], json.loads(answer["body"] or "{}")
-    except json.JSONDecodeError:
-        return answer["status"], {"text": answer["body"]}
+    return mlflow_rest.rest(HOST, method, url + path, body, account, CA_ON_HOST)
 
 
 def job_id() -> str:
@@ -96,6 +71,8 @@ def test_tracking_server_is_an_unprivileged_unit_with_private_secrets():
     assert sh(f"systemctl is-enabled {UNIT}") == "enabled"
     assert sh(f"systemctl is-active {UNIT}") == "active"
     assert sh(f"ps -o user= -p {main_pid()}") == "mlflow"
+    # A tracking server only: MLflow's job runner (Huey consumers, ~230 MB each) is not started.
+    assert sh("pgrep -u mlflow -fc huey", check=False) == "0"
     assert sh("stat -c '%a %U' /etc/mlflow/mlflow.env /etc/mlflow/secret-key.env").splitlines() == ["600 root"] * 2
     modes = sh("stat -c '%a %U' /etc/mlflow/tls/privkey.pem /var/lib/mlflow").splitlines()
     assert modes == ["600 mlflow", "750 mlflow"]
@@ -107,13 +84,7 @@ def test_anonymous_wrong_and_plain_http_requests_are_refused():
     path = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=spleen_ct_segmentation"
     assert rest("GET", path, account=None)[0] == 401
     assert rest("GET", path, account=(ACCOUNT[0], "not-the-password"))[0] == 401
-    call = [HOST, "/usr/bin/python3", "-c", CALL, "GET", "http://server:5443" + path, "", "", "", CA_ON_HOST]
-    plain = subprocess.run(
-        ["docker", "exec", *call],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    plain = mlflow_rest.call(HOST, "GET", "http://server:5443" + path, None, None, CA_ON_HOST)
     assert plain.returncode != 0 or json.loads(plain.stdout)["status"] >= 400, plain.stdout
 
 
