@@ -4,20 +4,21 @@
 # reachable.
 #   base-image.sh            every image below
 #   base-image.sh FLAVOUR    one of them
-# Flavours: systemd (every test host; it carries Debian's PostgreSQL, installed with its main
-# cluster but not started at boot, for the MLflow role's PostgreSQL backend, since test hosts
-# cannot reach an apt mirror), slurm (the same plus munge and Slurm's daemons) and ssh
-# (the same plus an SSH server and a user `ubuntu` with passwordless sudo, as on an EC2 Ubuntu
-# image; each container makes its own host keys when it starts, and its authorized key is put
-# there by the test, as cloud-init would).
+# Flavours: systemd (every test host, and the base of the participants' image of the container
+# service manager), slurm (the same plus munge and Slurm's daemons), ssh (the same plus an SSH
+# server and a user `ubuntu` with passwordless sudo, as on an EC2 Ubuntu image; each container
+# makes its own host keys when it starts, and its authorized key is put there by the test, as
+# cloud-init would) and postgresql (the same plus Debian's PostgreSQL, installed with its main
+# cluster but not started at boot, for the MLflow role's PostgreSQL backend: test hosts cannot
+# reach an apt mirror to install it).
 # An image is rebuilt only when its recipe changed (package list and setup, kept in an image label).
 source "$(dirname "$0")/lib.sh"
 
 BASE_PACKAGES=python3,python3-apt,python3-venv,systemd,systemd-sysv,dbus,sudo,iproute2,procps,ca-certificates,zip,unzip
-declare -A IMAGES=([systemd]="$BASE_IMAGE" [slurm]="$SLURM_IMAGE" [ssh]="$SSH_IMAGE")
-declare -A EXTRAS=([systemd]="postgresql" [slurm]="munge slurm-wlm slurm-client" [ssh]="openssh-server")
+declare -A IMAGES=([systemd]="$BASE_IMAGE" [slurm]="$SLURM_IMAGE" [ssh]="$SSH_IMAGE" [postgresql]="$POSTGRESQL_IMAGE")
+declare -A EXTRAS=([systemd]="" [slurm]="munge slurm-wlm slurm-client" [ssh]="openssh-server" [postgresql]="postgresql")
 # Run in the image after its extras are installed.
-declare -A SETUP=([systemd]='
+declare -A SETUP=([postgresql]='
 systemctl disable postgresql.service
 ' [ssh]='
 useradd --create-home --shell /bin/bash ubuntu
@@ -91,7 +92,7 @@ build() {
 
 mkdir -p "$CACHE"
 if [ $# -eq 0 ]; then
-  set -- systemd slurm ssh
+  set -- systemd slurm ssh postgresql
 fi
 for flavour in "$@"; do
   [ -n "${IMAGES[$flavour]:-}" ] || die "unknown image flavour '$flavour' (known: ${!IMAGES[*]})"

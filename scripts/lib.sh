@@ -11,7 +11,8 @@ WHEELHOUSE="${NVFLARE_WHEELHOUSE:-$CACHE/wheelhouse}"
 BASE_IMAGE="${NVFLARE_TEST_IMAGE:-federated-nvflare/debian12-systemd:latest}"
 SLURM_IMAGE="${NVFLARE_SLURM_IMAGE:-federated-nvflare/debian12-slurm:latest}"
 SSH_IMAGE="${NVFLARE_SSH_IMAGE:-federated-nvflare/debian12-ssh:latest}"
-export ROOT VENV CACHE COLLECTIONS_DIR CONSTRAINTS WHEELHOUSE BASE_IMAGE SLURM_IMAGE SSH_IMAGE
+POSTGRESQL_IMAGE="${NVFLARE_POSTGRESQL_IMAGE:-federated-nvflare/debian12-postgresql:latest}"
+export ROOT VENV CACHE COLLECTIONS_DIR CONSTRAINTS WHEELHOUSE BASE_IMAGE SLURM_IMAGE SSH_IMAGE POSTGRESQL_IMAGE
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }

@@ -25,7 +25,8 @@ trap cleanup EXIT
 "$ROOT/scripts/base-image.sh"
 "$ROOT/scripts/wheelhouse.sh"
 
-export NVFLARE_TEST_IMAGE="$BASE_IMAGE" NVFLARE_SLURM_IMAGE="$SLURM_IMAGE" NVFLARE_SSH_IMAGE="$SSH_IMAGE"
+export NVFLARE_TEST_IMAGE="$BASE_IMAGE" NVFLARE_SLURM_IMAGE="$SLURM_IMAGE" NVFLARE_SSH_IMAGE="$SSH_IMAGE" \
+  NVFLARE_POSTGRESQL_IMAGE="$POSTGRESQL_IMAGE"
 # Molecule installs a copy of this collection under ANSIBLE_HOME: keep it apart from the
 # developer tools (ansible-lint would otherwise read a stale copy).
 export ANSIBLE_HOME="$CACHE/molecule-ansible-home"
