@@ -31,6 +31,7 @@ def call(container: str, method: str, url: str, body: dict | None, account, cafi
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 
