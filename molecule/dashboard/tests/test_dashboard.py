@@ -112,8 +112,8 @@ def mlflow(method: str, path: str, body: dict | None = None) -> tuple[int, dict]
     )
 
 
-def psql(query: str) -> str:
-    return sh(f"runuser -u postgres -- psql -XtAd mlflow -c {shlex.quote(query)}")
+def psql(query: str, database: str = "mlflow") -> str:
+    return sh(f"runuser -u postgres -- psql -XtAd {database} -c {shlex.quote(query)}")
 
 
 def check_run() -> str:
@@ -126,6 +126,7 @@ def check_run() -> str:
         experiment = found["experiment"]["experiment_id"]
     assert status == 200, found
     status, runs = mlflow("POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment]})
+    assert status == 200, runs
     if runs.get("runs"):
         return runs["runs"][0]["info"]["run_id"]
     status, run = mlflow("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment, "run_name": "check"})
@@ -569,7 +570,7 @@ def test_uninstall_keeps_the_database_and_certificate_then_purge_leaves_nothing(
     assert sh("systemctl list-unit-files 'mlflow*' --no-legend", check=False) == ""
     assert sh("getent passwd mlflow", check=False) == ""
     assert _on_host(f"/opt/mlflow {MLFLOW_HOOK} /etc/mlflow") == ["/etc/mlflow"]
-    assert psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow'") == "1"
+    assert psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow'", database="postgres") == "1"
 
     out, recap = _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")
     assert recap[HOST] > 0, out[-3000:]
@@ -578,7 +579,7 @@ def test_uninstall_keeps_the_database_and_certificate_then_purge_leaves_nothing(
         "/var/lib/mlflow /etc/mlflow"
     )
     assert left == [], left
-    assert sh("runuser -u postgres -- psql -XtAc \"SELECT count(*) FROM pg_database WHERE datname = 'mlflow'\"") == "0"
+    assert psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow'", database="postgres") == "0"
     assert _run("uninstall.yml", "--limit", LIMIT, "-e", "nvflare_purge_data=true")[1][HOST] == 0
 
 
