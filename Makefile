@@ -6,20 +6,31 @@ SHELL := /bin/bash
 SCENARIO ?=
 RUNTIME ?=
 PYTEST_ARGS ?=
+# make controller: AZURE=1 adds azure.azcollection and its SDK; PYTHON names another interpreter.
+AZURE ?=
+PYTHON ?=
 
-.PHONY: help bootstrap demo demo-stop test lint sanity build galaxy-importer ee docs unit functional molecule \
+.PHONY: help controller bootstrap demo-setup demo demo-stop test lint sanity build galaxy-importer ee docs unit functional molecule \
         wheelhouse image docker-start docker-stop clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-bootstrap: ## Install apt packages, the .venv and the collections
-	@scripts/bootstrap.sh
+controller: ## Ready this clone as an Ansible controller, no root: .venv with ansible-core, NVFlare, boto3, the collections (AZURE=1: Azure too)
+	@AZURE=$(AZURE) $(if $(PYTHON),PYTHON=$(PYTHON)) scripts/controller.sh
 
-demo: bootstrap wheelhouse $(if $(filter container,$(RUNTIME)),docker-start) ## The whole federation on this machine, a real FL job, results printed (RUNTIME=container: in containers)
+bootstrap: ## Everything the tests need: apt packages, the controller, the test tools (as root)
+	@scripts/bootstrap.sh test
+
+demo-setup: ## What the demo needs, and only that: a few apt packages, the controller, the demo's wheelhouse
+	@scripts/bootstrap.sh $(if $(filter container,$(RUNTIME)),container,demo)
+	@scripts/wheelhouse.sh $(if $(filter container,$(RUNTIME)),all,demo)
+
+demo: demo-setup $(if $(filter container,$(RUNTIME)),docker-start) ## The whole federation on this machine, a real FL job, results printed (RUNTIME=container: in containers)
 	@RUNTIME=$(RUNTIME) scripts/demo.sh
 
-demo-stop: bootstrap ## Stop the demo federation started by 'make demo'
+demo-stop: ## Stop the demo federation started by 'make demo'
+	@scripts/bootstrap.sh $(if $(filter container,$(RUNTIME)),container,demo)
 	@RUNTIME=$(RUNTIME) scripts/demo.sh stop
 
 test: ## The whole test suite, layer by layer, with timings
@@ -52,13 +63,13 @@ functional: bootstrap wheelhouse ## Tests against real NVFlare, dashboard and mo
 molecule: bootstrap ## Molecule scenarios on Docker systemd hosts (SCENARIO=name for one)
 	@scripts/molecule.sh $(SCENARIO)
 
-wheelhouse: bootstrap ## Download every package the managed hosts need (once, cached)
-	@scripts/wheelhouse.sh
+wheelhouse: bootstrap ## Download every package the managed hosts may install (once, cached)
+	@scripts/wheelhouse.sh all
 
 image: bootstrap docker-start ## Build the systemd base image for test hosts
 	@scripts/base-image.sh
 
-docker-start: bootstrap ## Start dockerd for test hosts
+docker-start: ## Start dockerd for test hosts and the container demo
 	@scripts/docker.sh start
 
 docker-stop: ## Stop dockerd if this project started it

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# Installs everything the controller needs, and nothing twice: Debian packages, the
-# project virtualenv (.venv) with pinned Python packages, and the Ansible collections the
-# roles use, unpacked from the pinned PyPI `ansible` wheel (Galaxy is not needed).
-# Re-running is cheap: each step is skipped when its inputs have not changed.
+# Installs what one use of this clone needs, and nothing twice. Re-running is cheap: each step is
+# skipped when its inputs have not changed.
+#   scripts/bootstrap.sh demo        `make demo`: a few Debian packages and the controller
+#                                    (scripts/controller.sh: .venv with ansible-core, NVFlare and
+#                                    the collections the playbooks use)
+#   scripts/bootstrap.sh container   `make demo RUNTIME=container`: the same, plus Docker and
+#                                    debootstrap for the participants' image, the Docker SDK
+#   scripts/bootstrap.sh [test]      `make test` and the developer targets: everything above plus
+#                                    the test tools (Molecule, pytest, linters, moto, PyTorch,
+#                                    Chromium, pebble) and the collections Molecule uses
 source "$(dirname "$0")/lib.sh"
 
-APT_PACKAGES=(python3 python3-venv python3-pip git make zip unzip rsync openssl
-              docker.io debootstrap iptables procps iproute2 ca-certificates
-              chromium chromium-driver libnss3-tools pebble)
-# Collections unpacked from the ansible wheel: what the roles, playbooks and Molecule use (and
-# community.library_inventory_filtering_v1, a dependency of community.docker).
-COLLECTIONS=(ansible.posix ansible.utils community.docker community.library_inventory_filtering_v1
-             community.general azure.azcollection community.crypto amazon.aws)
+profile=${1:-test}
+APT_DEMO=(python3 python3-venv git make zip unzip rsync openssl procps iproute2 ca-certificates)
+APT_CONTAINER=(docker.io debootstrap iptables)
+APT_TEST=(python3-pip chromium chromium-driver libnss3-tools pebble)
+# Beyond the controller's collections: what Molecule, the tests and the syntax checks of the
+# optional Azure content use.
+TEST_COLLECTIONS=(ansible.posix community.general azure.azcollection)
 
-# pip, quiet, without the noise about index folders that do not exist on every machine.
-pipq() {
-  "$VENV/bin/python" -m pip "$@" -q --disable-pip-version-check \
-    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
-}
+case "$profile" in
+  demo) apt_packages=("${APT_DEMO[@]}") ;;
+  container) apt_packages=("${APT_DEMO[@]}" "${APT_CONTAINER[@]}") ;;
+  test) apt_packages=("${APT_DEMO[@]}" "${APT_CONTAINER[@]}" "${APT_TEST[@]}") ;;
+  *) die "usage: scripts/bootstrap.sh [demo|container|test], not '$profile'" ;;
+esac
 
 install_apt() {
   local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+  for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -32,14 +39,17 @@ install_apt() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install_venv() {
+# The Docker SDK that community.docker's modules import on the controller (container runtime).
+install_docker_sdk() {
+  "$VENV/bin/python" -c 'import docker, requests' 2>/dev/null && return 0
+  pipq install -c "$CONSTRAINTS" docker requests
+}
+
+install_test_tools() {
   local stamp="$VENV/.requirements.sha256" want
   want=$(cat "$CONSTRAINTS" "$ROOT/requirements/dev.txt" | sha256sum | cut -d' ' -f1)
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  log "creating virtualenv $VENV with pinned packages"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  log "installing the test tools into $VENV (pinned)"
   # torch first and alone: pinned, pip takes the CPU build rather than a CUDA one that
   # another package's bare `torch` requirement would resolve to.
   pipq install -c "$CONSTRAINTS" "$(grep '^torch==' "$CONSTRAINTS")"
@@ -47,38 +57,13 @@ install_venv() {
   echo "$want" > "$stamp"
 }
 
-install_collections() {
-  local version stamp want wheel
-  version=$(sed -n 's/^ansible==//p' "$CONSTRAINTS")
-  stamp="$COLLECTIONS_DIR/.stamp"
-  want="ansible-$version ${COLLECTIONS[*]}"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    mkdir -p "$CACHE/downloads"
-    wheel="$CACHE/downloads/ansible-$version-py3-none-any.whl"
-    if [ ! -s "$wheel" ]; then
-      log "downloading the ansible $version wheel for its collections"
-      pipq download --no-deps -d "$CACHE/downloads" "ansible==$version"
-    fi
-    log "unpacking collections: ${COLLECTIONS[*]}"
-    rm -rf "$COLLECTIONS_DIR/ansible_collections"
-    mkdir -p "$COLLECTIONS_DIR"
-    local patterns=()
-    for c in "${COLLECTIONS[@]}"; do patterns+=("ansible_collections/${c/./\/}/*"); done
-    "$VENV/bin/python" - "$wheel" "$COLLECTIONS_DIR" "${patterns[@]}" <<'PY'
-import fnmatch, sys, zipfile
-wheel, dest, patterns = sys.argv[1], sys.argv[2], sys.argv[3:]
-with zipfile.ZipFile(wheel) as zf:
-    names = [n for n in zf.namelist() if any(fnmatch.fnmatch(n, p) for p in patterns)]
-    zf.extractall(dest, names)
-PY
-    echo "$want" > "$stamp"
-  fi
-  # This checkout is the collection federated.nvflare.
-  mkdir -p "$COLLECTIONS_DIR/ansible_collections/federated"
-  ln -sfn "$ROOT" "$COLLECTIONS_DIR/ansible_collections/federated/nvflare"
-}
-
 install_apt
-install_venv
-install_collections
-log "bootstrap complete ($VENV)"
+"$ROOT/scripts/controller.sh" >/dev/null
+case "$profile" in
+  container) install_docker_sdk ;;
+  test)
+    install_test_tools
+    install_collections "${TEST_COLLECTIONS[@]}"
+    ;;
+esac
+log "bootstrap ($profile) complete ($VENV)"

@@ -22,7 +22,7 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 
-[ -s "$WHEELHOUSE/.complete" ] || die "no wheelhouse at $WHEELHOUSE: run 'make wheelhouse'"
+[ -s "$WHEELHOUSE/.complete-demo" ] || die "no wheelhouse at $WHEELHOUSE: run 'scripts/wheelhouse.sh demo' (make demo does)"
 if [ "$runtime" = container ]; then
   timeout 10 docker info >/dev/null 2>&1 || die "no Docker engine answers: run 'make docker-start'"
   # The Debian 12 image the participants' image starts from (built once, from Debian's packages).

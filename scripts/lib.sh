@@ -17,6 +17,50 @@ export ROOT VENV CACHE COLLECTIONS_DIR CONSTRAINTS WHEELHOUSE BASE_IMAGE SLURM_I
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# pip of the project's virtualenv, quiet, without the noise about index folders that do not
+# exist on every machine.
+pipq() {
+  "$VENV/bin/python" -m pip "$@" -q --disable-pip-version-check \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
+
+# Collections unpacked from the pinned PyPI `ansible` wheel into $COLLECTIONS_DIR (Galaxy is
+# not needed), each only when missing; a new ansible pin unpacks them all again. The checkout
+# itself is linked there as federated.nvflare (relative link: the clone may move).
+# Usage: install_collections NAMESPACE.NAME...
+install_collections() {
+  local version stamp wheel missing=() c
+  version=$(sed -n 's/^ansible==//p' "$CONSTRAINTS")
+  stamp="$COLLECTIONS_DIR/.ansible-version"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$version" ]; then
+    rm -rf "$COLLECTIONS_DIR/ansible_collections" "$COLLECTIONS_DIR/.stamp"
+  fi
+  for c in "$@"; do
+    [ -s "$COLLECTIONS_DIR/ansible_collections/${c/./\/}/MANIFEST.json" ] || missing+=("$c")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    mkdir -p "$CACHE/downloads" "$COLLECTIONS_DIR"
+    wheel="$CACHE/downloads/ansible-$version-py3-none-any.whl"
+    if [ ! -s "$wheel" ]; then
+      log "downloading the ansible $version wheel for its collections"
+      pipq download --no-deps -d "$CACHE/downloads" "ansible==$version"
+    fi
+    log "unpacking collections: ${missing[*]}"
+    local patterns=()
+    for c in "${missing[@]}"; do patterns+=("ansible_collections/${c/./\/}/*"); done
+    "$VENV/bin/python" - "$wheel" "$COLLECTIONS_DIR" "${patterns[@]}" <<'PY'
+import fnmatch, sys, zipfile
+wheel, dest, patterns = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as zf:
+    names = [n for n in zf.namelist() if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    zf.extractall(dest, names)
+PY
+    echo "$version" > "$stamp"
+  fi
+  mkdir -p "$COLLECTIONS_DIR/ansible_collections/federated"
+  ln -sfn ../../../.. "$COLLECTIONS_DIR/ansible_collections/federated/nvflare"
+}
+
 # The environment every Ansible tool of this project runs in.
 use_venv() {
   [ -x "$VENV/bin/python" ] || die "no virtualenv at $VENV: run 'make bootstrap' first"

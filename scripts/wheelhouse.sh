@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# Download, once, every Python package the managed hosts need into a wheelhouse folder
+# Download, once, the Python packages the managed hosts install into a wheelhouse folder
 # (default .cache/wheelhouse, or $NVFLARE_WHEELHOUSE), so hosts install with
 # `pip install --no-index --find-links WHEELHOUSE`: the test hosts, which have no egress,
 # and air-gapped sites (HPC compute nodes, hospital networks).
+#   scripts/wheelhouse.sh demo   what the demo's participants install: the server's and the
+#                                sites' packages (NVFlare, PyTorch, MONAI, matplotlib)
+#   scripts/wheelhouse.sh [all]  everything any role installs: also TenSEAL (nvflare_he), MLflow
+#                                (nvflare_mlflow), the dashboard's and certbot's packages
 # Source distributions are turned into wheels here, so hosts need no build tools.
 source "$(dirname "$0")/lib.sh"
 use_venv
 
-want=$(cat "$CONSTRAINTS" "$ROOT"/requirements/mlflow-constraints.txt "$ROOT"/requirements/hosts/*.txt "$0" | sha256sum | cut -d' ' -f1)
-stamp="$WHEELHOUSE/.complete"
+set_name=${1:-all}
+HOSTS="$ROOT/requirements/hosts"
+case "$set_name" in
+  demo) files=("$HOSTS/server.txt" "$HOSTS/client.txt") ;;
+  all) files=("$HOSTS"/*.txt) ;;
+  *) die "usage: scripts/wheelhouse.sh [demo|all], not '$set_name'" ;;
+esac
+
+# A set is complete when its stamp holds the digest of its inputs; `all` completes `demo` too.
+digest() { cat "$CONSTRAINTS" "$ROOT/requirements/mlflow-constraints.txt" "$@" "$0" | sha256sum | cut -d' ' -f1; }
+want=$(digest "${files[@]}")
+stamp="$WHEELHOUSE/.complete-$set_name"
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
@@ -16,12 +30,12 @@ mkdir -p "$WHEELHOUSE"
 rm -f "$stamp"
 pipq() { python -m pip "$@" --disable-pip-version-check -q 2> >(grep -v 'is ignored: it is neither' >&2); }
 
-log "filling the wheelhouse $WHEELHOUSE (once; cached)"
+log "filling the wheelhouse $WHEELHOUSE with the '$set_name' packages (once; cached)"
 # torch first and alone, pinned, so that pip takes the CPU build (2.13.0+cpu) rather than
 # resolving a multi-GB CUDA build through another package's requirement.
 torch=$(grep '^torch==' "$CONSTRAINTS")
 pipq download -d "$WHEELHOUSE" -c "$CONSTRAINTS" "$torch"
-for req in "$ROOT"/requirements/hosts/*.txt; do
+for req in "${files[@]}"; do
   # The MLflow server has pins of its own (an older gunicorn than the dashboard's).
   pins=$CONSTRAINTS
   [ "$(basename "$req")" = mlflow.txt ] && pins=$ROOT/requirements/mlflow-constraints.txt
@@ -34,4 +48,5 @@ for sdist in "$WHEELHOUSE"/*.tar.gz "$WHEELHOUSE"/*.zip; do
   rm -f "$sdist"
 done
 echo "$want" > "$stamp"
+[ "$set_name" = all ] && digest "$HOSTS/server.txt" "$HOSTS/client.txt" > "$WHEELHOUSE/.complete-demo"
 log "wheelhouse ready: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
