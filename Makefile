@@ -24,7 +24,7 @@ bootstrap: ## Everything the tests need: apt packages, the controller, the test 
 
 demo-setup: ## What the demo needs, and only that: a few apt packages, the controller, the demo's wheelhouse
 	@scripts/bootstrap.sh $(if $(filter container,$(RUNTIME)),container,demo)
-	@scripts/wheelhouse.sh $(if $(filter container,$(RUNTIME)),all,demo)
+	@$(if $(filter container,$(RUNTIME)),scripts/wheelhouse.sh all,true)
 
 demo: demo-setup $(if $(filter container,$(RUNTIME)),docker-start) ## The whole federation on this machine, a real FL job, results printed (RUNTIME=container: in containers)
 	@RUNTIME=$(RUNTIME) scripts/demo.sh

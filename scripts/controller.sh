@@ -9,6 +9,7 @@
 #   make controller                 AWS, on-prem, Slurm, the dashboard path
 #   make controller AZURE=1         the same, plus azure.azcollection and its Python SDK (large)
 #   make controller PYTHON=python3.12   another interpreter (3.11 or newer)
+#   scripts/controller.sh venv      only the interpreter's checks and the empty virtualenv
 # It writes only under the clone (and pip's cache in your home folder). Re-running skips what is
 # in place.
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +64,7 @@ install_packages() {
 
 check_python
 make_venv
+[ "${1:-}" = venv ] && exit 0
 collections=("${CONTROLLER_COLLECTIONS[@]}")
 [ -n "$AZURE" ] && collections+=(azure.azcollection)
 install_collections "${collections[@]}"
@@ -77,7 +79,7 @@ if have.split(".")[:2] != sys.argv[1].split(".")[:2]:
     sys.exit(f"NVFlare {have} in the virtualenv, the project wants {sys.argv[1]}")
 PY
 cat <<MSG
-The controller is ready: $VENV ($("$VENV/bin/ansible-playbook" --version | head -1 | tr -d '[]'),
+The controller is ready: $VENV (ansible-core $("$VENV/bin/python" -c 'from ansible.release import __version__; print(__version__)'),
 NVFlare $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("nvflare"))'), collections in $COLLECTIONS_DIR).
 From this folder:
   source .venv/bin/activate

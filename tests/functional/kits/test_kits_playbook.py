@@ -168,3 +168,123 @@ def test_nvflare_role_describes_the_project_once_and_provisions_its_kits(tmp_pat
     zips = facts["provisioned"]["zips"]
     assert set(zips) == {"fl.example.org", "site-1", "site-2", "lead@example.org"}
     assert all(Path(z).is_file() for z in zips.values())
+
+
+def _root_ca_digests(workspace: Path) -> set[str]:
+    import hashlib
+
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in workspace.glob("**/startup/rootCA.pem")}
+
+
+def test_a_workspace_at_the_old_default_is_moved_once_not_provisioned_anew(tmp_path):
+    """An earlier release kept the provisioning workspace beside the playbooks folder (inside the
+    clone or the installed collection); the role moves it into the private state folder once,
+    with a message, and provisioning keeps its root CA."""
+    collection = tmp_path / "collection"
+    (collection / "playbooks").mkdir(parents=True)
+    playbook = collection / "playbooks" / "role.yml"
+    playbook.write_text(NVFLARE_ROLE_PLAY)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "vars": {"nvflare_project": "movetest", "facts_file": str(tmp_path / "facts.json")},
+                    "children": {
+                        "nvflare_server": {"hosts": {"fl-server": local}},
+                        "nvflare_clients": {"hosts": {"site-1": local}},
+                    },
+                }
+            }
+        )
+    )
+    env = ansible_env(tmp_path)
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    old = collection / ".nvflare-workspace"
+    state = tmp_path / "xdg" / "federated.nvflare" / "movetest"
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook)]
+
+    def run(*extra: str) -> str:
+        proc = subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+        return proc.stdout
+
+    # As an earlier release ran it: the workspace beside the playbooks folder.
+    run("-e", f"nvflare_workspace={old}")
+    before = _root_ca_digests(old)
+    assert len(before) == 1, before
+
+    out = run()
+    # The message, wherever the output's YAML wrapped its line.
+    assert f"moved {old} to {state / 'workspace'}" in " ".join(out.split()), out[-3000:]
+    assert not old.exists()
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert _root_ca_digests(state / "workspace") == before
+    facts = json.loads((tmp_path / "facts.json").read_text())
+    assert facts["spec"]["state_dir"] == str(state)
+    assert facts["spec"]["workspace"] == str(state / "workspace")
+
+    # Moved once: the next run changes nothing and says nothing about moving.
+    out = run()
+    assert "changed=0" in out, out[-3000:]
+    assert "moved /" not in out
+    assert _root_ca_digests(state / "workspace") == before
+
+
+CHECK_PLAY = """---
+- name: The controller's preflight
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Check what a play needs
+      federated.nvflare.controller_check:
+        nvflare_version: "{{ want_nvflare }}"
+        collections: "{{ want_collections }}"
+        python_modules: "{{ want_modules }}"
+"""
+
+
+def test_controller_check_names_each_missing_thing_and_its_install_command(tmp_path):
+    playbook = tmp_path / "check.yml"
+    playbook.write_text(CHECK_PLAY)
+    # An aws_ec2 inventory source (an empty one: the check reads its file name, as the plugin does).
+    (tmp_path / "demo.aws_ec2.yml").write_text("plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(playbook)]
+    env = ansible_env(tmp_path)
+
+    def run(nvflare: str, collections: list[str], modules: list[str], *extra: str) -> subprocess.CompletedProcess:
+        args = json.dumps({"want_nvflare": nvflare, "want_collections": collections, "want_modules": modules})
+        return subprocess.run(
+            [*cmd, "-e", args, *extra], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    ok = run("2.9.0", ["ansible.utils", "community.docker"], ["boto3"])
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
+    assert "changed=0" in ok.stdout
+
+    bad = run("2.7.0", ["no_such.collection"], ["no_such_module"])
+    out = bad.stdout + bad.stderr
+    assert bad.returncode == 2, out[-3000:]
+    assert "NVFlare 2.9.0 in " in out and "the project runs 2.7.0" in out
+    assert "pip install 'nvflare==2.7.0'" in out
+    assert "the collection no_such.collection is not on Ansible's collections path" in out
+    assert "ansible-galaxy collection install no_such.collection" in out
+    assert "the Python module no_such_module is not importable" in out
+    assert "make controller" in out
+
+    # An AWS inventory needs amazon.aws and boto3: found here, so the check passes with it too;
+    # without the collections path, amazon.aws is named.
+    with_aws = run("2.9.0", [], [], "-i", str(tmp_path / "demo.aws_ec2.yml"))
+    assert with_aws.returncode == 0, (with_aws.stdout + with_aws.stderr)[-3000:]
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "empty")
+    missing_aws = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-i",
+         str(tmp_path / "demo.aws_ec2.yml"), str(playbook), "-e",
+         json.dumps({"want_nvflare": "", "want_collections": [], "want_modules": []})],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    out = missing_aws.stdout + missing_aws.stderr
+    # Without the collections path the collection's own module is not found either: Ansible says so.
+    assert missing_aws.returncode != 0, out[-3000:]
