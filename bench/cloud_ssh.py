@@ -101,7 +101,7 @@ def collection_route(keep: Path) -> dict:
     round1 = first_round_end({s: f"/var/lib/nvflare/{s}/*/log.txt" for s in ("site-1", "site-2")})
     rerun, output = site_run(state)
     # What NVFlare's route reuses: the same project and the same rendered job.
-    workspace = cloudctl.PROJECT_DIR / ".nvflare-workspace"
+    workspace = cloudctl.STATE_DIR / "workspace"
     project = next(workspace.rglob("project.yml"))
     shutil.copy(project, keep / "project.yml")
     shutil.copytree(cloudctl.HOME / ".nvflare-admin" / "jobs" / "spleen_ct_segmentation", keep / "job")

@@ -12,9 +12,9 @@
 source "$(dirname "$0")/lib.sh"
 
 profile=${1:-test}
-APT_DEMO=(python3 python3-venv git make zip unzip rsync openssl procps iproute2 ca-certificates)
+APT_DEMO=(python3 python3-venv git make zip unzip openssl procps iproute2 ca-certificates)
 APT_CONTAINER=(docker.io debootstrap iptables)
-APT_TEST=(python3-pip chromium chromium-driver libnss3-tools pebble)
+APT_TEST=(python3-pip rsync chromium chromium-driver libnss3-tools pebble)
 # Beyond the controller's collections: what Molecule, the tests and the syntax checks of the
 # optional Azure content use.
 TEST_COLLECTIONS=(ansible.posix community.general azure.azcollection)

@@ -1,20 +1,24 @@
 """The controller side of the cloud scenario: AWS played by moto, a non-root operator, the test layer.
 
-The scenario runs the headline commands of docs/aws.md as a cloud user runs them: as an ordinary
-user on the controller (OPERATOR, not root) from that user's own copy of the collection, with
-its own SSH key, against EC2 and Route53 (moto's server on loopback), over SSH to hosts that
-log it in as `ubuntu` with passwordless sudo. The hosts are systemd containers of the `ssh`
-test image; one test-only inventory file (LAYER) gives each instance name its container's
-address and the offline package source, because moto's instances have no machine behind them.
-Production needs none of this layer.
+The scenario runs the README's headline commands as a new cloud user runs them: as an ordinary
+user on the controller (OPERATOR, not root) with nothing but a clone of the repository, its own
+SSH key and AWS settings (here: moto's server on loopback). The commands are read from the
+README (the bash block that holds `make controller`), so the README and the test cannot drift:
+`make controller` makes the clone's .venv, then the block's environment lines and playbook
+commands run exactly as written, over SSH to hosts that log it in as `ubuntu` with passwordless
+sudo. The hosts are systemd containers of the `ssh` test image. One test-only layer gives each
+instance name its container's address and the offline package source, because moto's instances
+have no machine behind them: host_vars and group_vars files beside inventories/aws_ec2.yml in the
+operator's clone, so the commands stay as the README writes them. Production needs none of it.
 
-    cloudctl.py prepare STATE          start moto, create the operator, its key and its copy of
-                                       the collection, authorize the key on the containers and
-                                       write their host keys to its known_hosts, resolve the
-                                       server's name, build the instances with aws_infra.yml,
-                                       write the layer
-    cloudctl.py site STATE             run site.yml as docs/aws.md gives it (SITE_COMMAND)
-    cloudctl.py run STATE -- CMD...    run CMD as the operator in its copy, AWS pointed at moto
+    cloudctl.py prepare STATE          start moto, create the operator and its clone, authorize
+                                       its key on the containers and write their host keys to its
+                                       known_hosts, resolve the server's name, write the layer,
+                                       run the README's block up to site.yml (make controller,
+                                       aws_infra.yml)
+    cloudctl.py site STATE             run the README's site.yml command (SITE_COMMAND)
+    cloudctl.py run STATE -- CMD...    run CMD as the operator in its clone, its .venv active,
+                                       AWS pointed at moto
     cloudctl.py cleanup STATE          stop moto, remove the operator and the name resolution
 
 Nothing here talks to a real AWS endpoint: every AWS setting points at 127.0.0.1.
@@ -25,12 +29,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.request
 from pathlib import Path
@@ -40,11 +45,8 @@ VENV = ROOT / ".venv"
 OPERATOR = "nvops"
 HOME = Path("/home") / OPERATOR
 PROJECT_DIR = HOME / "federated.nvflare"
-OPERATOR_VENV = HOME / "venv"
-COLLECTIONS = HOME / "collections"
-LAYER = HOME / "cloud-test-hosts.yml"
-PROJECT = "cloudtest"
-REGION = "eu-west-1"
+OPERATOR_VENV = PROJECT_DIR / ".venv"
+LAYER_DIR = PROJECT_DIR / "inventories"
 ZONE = "fl.example.org"
 NETWORK = "nvflare-cloud"
 # Instance name (the Name tag, the inventory host name) -> the container that plays it.
@@ -52,6 +54,42 @@ INSTANCES = {"server": "cloud-server", "site-1": "cloud-site-1", "site-2": "clou
 SERVER_FQDN = f"server.{ZONE}"
 HOSTS_BEGIN = "# BEGIN federated.nvflare molecule cloud"
 HOSTS_END = "# END federated.nvflare molecule cloud"
+
+
+def readme_block() -> list[str]:
+    """The README's headline commands: the lines of the bash block that runs `make controller`."""
+    text = (ROOT / "README.md").read_text()
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
+        lines = [line.split("  #")[0].rstrip() for line in block.splitlines()]
+        lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if any(line.startswith("make controller") for line in lines):
+            return lines
+    raise SystemExit("README.md has no bash block with `make controller`")
+
+
+def _readme_env() -> dict[str, str]:
+    """The variables the README's block exports (the project, the region)."""
+    found = {}
+    for line in readme_block():
+        if line.startswith("export "):
+            for word in shlex.split(line)[1:]:
+                key, _, value = word.partition("=")
+                found[key] = value
+    return found
+
+
+_EXPORTED = _readme_env()
+PROJECT = _EXPORTED.get("NVFLARE_PROJECT", "nvflare")
+REGION = _EXPORTED.get("AWS_REGION", "us-east-1")
+STATE_DIR = HOME / ".local" / "share" / "federated.nvflare" / PROJECT
+# The README's commands, split where the scenario's steps split them: everything up to site.yml
+# in `prepare` (make controller, the environment, aws_infra.yml), the environment and site.yml in
+# `converge` (so Molecule's idempotence step re-runs exactly that command).
+ENV_LINES = [line for line in readme_block() if line.startswith(("source ", ". ", "export "))]
+SITE_LINE = next(line for line in readme_block() if "playbooks/site.yml" in line)
+SETUP_LINES = readme_block()[: readme_block().index(SITE_LINE)]
+SITE_COMMAND = [*ENV_LINES, SITE_LINE]
+
 # moto's machine images stand in for Ubuntu and the Deep Learning AMI.
 AWS_VARS = {
     "aws_infra_vpc_mode": "create",
@@ -67,12 +105,6 @@ AWS_VARS = {
         "client": {"name": "Deep Learning AMI Ubuntu*", "owner": "898082745236"},
     },
 }
-# The commands of docs/aws.md, as the scenario runs them (LAYER added where the test needs it).
-INFRA_COMMAND = ["ansible-playbook", "playbooks/aws_infra.yml", "-i", "inventories/aws_ec2.yml", "-e", "@aws-vars.yml"]
-SITE_COMMAND = [
-    "ansible-playbook", "playbooks/site.yml", "-i", "inventories/aws_ec2.yml", "-i", str(LAYER),
-    "-e", "nvflare_submit_job=true",
-]  # fmt: skip
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
@@ -92,28 +124,24 @@ def moto_url(state: Path) -> str:
 
 
 def operator_env(state: Path) -> dict[str, str]:
-    """The operator's whole environment: its own paths, AWS pointed at moto with dummy credentials."""
+    """The operator's whole environment: its own home and the system's PATH (no virtualenv, no
+    Ansible setting: the README's commands set up the rest), AWS pointed at moto with dummy
+    credentials (as a user's ~/.aws would point at AWS)."""
     url = moto_url(state)
     return {
         "HOME": str(HOME),
         "USER": OPERATOR,
         "LOGNAME": OPERATOR,
         "LANG": "C.UTF-8",
-        "PATH": f"{OPERATOR_VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "VIRTUAL_ENV": str(OPERATOR_VENV),
-        # Its copy of federated.nvflare first, then the collections it depends on.
-        "ANSIBLE_COLLECTIONS_PATH": f"{COLLECTIONS}:{VENV / 'collections'}",
-        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
-        "NVFLARE_PROJECT": PROJECT,
         "AWS_ENDPOINT_URL": url,
         "AWS_ENDPOINT_URL_EC2": url,
         "AWS_ENDPOINT_URL_ROUTE_53": url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_CONFIG_FILE": str(HOME / ".aws-test" / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(HOME / ".aws-test" / "credentials"),
@@ -121,16 +149,29 @@ def operator_env(state: Path) -> dict[str, str]:
     }
 
 
-def run(state: Path, cmd: list[str], timeout: int = 1800) -> int:
-    """Run CMD as the operator in its copy of the collection; its output goes to ours."""
+def run_lines(state: Path, lines: list[str], cwd: Path = PROJECT_DIR, timeout: int = 1800, capture: bool = False):
+    """Run shell LINES as the operator, one bash script stopping at the first failure. Returns the
+    exit status, its output going to ours; with CAPTURE, (status, output) instead."""
     env = operator_env(state)
+    script = "set -eo pipefail\n" + "\n".join(lines) + "\n"
+    print("+ " + "\n+ ".join(lines), flush=True)
     proc = subprocess.run(
-        ["runuser", "-u", OPERATOR, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *cmd],
-        cwd=PROJECT_DIR,
+        ["runuser", "-u", OPERATOR, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", "-c", script],
+        cwd=cwd,
         timeout=timeout,
         check=False,
+        capture_output=capture,
+        text=True,
     )
+    if capture:
+        return proc.returncode, proc.stdout + proc.stderr
     return proc.returncode
+
+
+def run(state: Path, cmd: list[str], timeout: int = 1800) -> int:
+    """Run CMD as the operator in its clone, in the environment of the README's block (the clone's
+    virtualenv active, the project and region exported)."""
+    return run_lines(state, [*ENV_LINES, shlex.join(cmd)], timeout=timeout)
 
 
 # --- moto -----------------------------------------------------------------------------------
@@ -196,7 +237,8 @@ def _write_as_operator(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def create_operator() -> None:
-    """An ordinary user with its own key, virtualenv and copy of the collection (nothing of root's)."""
+    """An ordinary user with its own key and its own clone of the repository (nothing of root's):
+    the files git tracks or would track, as a fresh clone has them."""
     try:
         pwd.getpwnam(OPERATOR)
     except KeyError:
@@ -205,31 +247,10 @@ def create_operator() -> None:
     if not (HOME / ".ssh" / "id_ed25519").exists():
         as_operator("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{OPERATOR}@controller",
                     "-f", str(HOME / ".ssh" / "id_ed25519"))  # fmt: skip
-    # The controller's Python packages are the project's virtualenv's: a virtualenv of the
-    # system's Python that reads them (the project's may be built on an interpreter under
-    # /root, which an ordinary user cannot run).
-    system = sh("/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])").stdout.strip()
-    ours = str(sys.version_info[:2])
-    if system != ours:
-        raise SystemExit(f"/usr/bin/python3 is {system}, the project's virtualenv {ours}: they must be the same")
-    if not (OPERATOR_VENV / "bin" / "python").exists():
-        as_operator("/usr/bin/python3", "-m", "venv", "--without-pip", str(OPERATOR_VENV))
-    site = as_operator(
-        str(OPERATOR_VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    )
-    _write_as_operator(Path(site.stdout.strip()) / "project-venv.pth", sysconfig.get_paths()["purelib"] + "\n")
-    for name, module in (("ansible", "adhoc"), ("ansible-playbook", "playbook"), ("ansible-inventory", "inventory"),
-                         ("ansible-galaxy", "galaxy")):  # fmt: skip
-        _write_as_operator(
-            OPERATOR_VENV / "bin" / name,
-            f"#!{OPERATOR_VENV}/bin/python\nimport sys\nfrom ansible.cli.{module} import main\nsys.exit(main())\n",
-            0o755,
-        )
-    # Its copy of the collection: the working tree's files that git tracks or would track.
     files = sh("git", "ls-files", "-co", "--exclude-standard", "-z", cwd=ROOT).stdout
     if PROJECT_DIR.exists():
         as_operator("rm", "-rf", str(PROJECT_DIR))
-    as_operator("mkdir", "-p", str(PROJECT_DIR), str(COLLECTIONS / "ansible_collections" / "federated"))
+    as_operator("mkdir", "-p", str(PROJECT_DIR))
     tar = subprocess.run(
         ["tar", "-C", str(ROOT), "--null", "-T", "-", "-c", "--ignore-failed-read"],
         input=files.encode(),
@@ -237,7 +258,7 @@ def create_operator() -> None:
         check=True,
     )
     subprocess.run(["runuser", "-u", OPERATOR, "--", "tar", "-C", str(PROJECT_DIR), "-x"], input=tar.stdout, check=True)
-    as_operator("ln", "-sfn", str(PROJECT_DIR), str(COLLECTIONS / "ansible_collections" / "federated" / "nvflare"))
+    # What the user writes, as docs/aws.md says: the instances to create.
     _write_as_operator(PROJECT_DIR / "aws-vars.yml", json.dumps(AWS_VARS, indent=2) + "\n")
 
 
@@ -308,28 +329,27 @@ def _without_our_block(text: str) -> list[str]:
     return out
 
 
-def write_layer(addresses: dict[str, str]) -> None:
+def write_layer(addresses: dict[str, str], folder: Path = LAYER_DIR) -> None:
+    """The test-only layer, as host_vars and group_vars beside the inventory file in FOLDER."""
     wheelhouse = os.environ.get("NVFLARE_WHEELHOUSE", str(ROOT / ".cache" / "wheelhouse"))
-    layer = {
-        "all": {
-            "hosts": {name: {"ansible_host": address} for name, address in addresses.items()},
-            "vars": {
-                # The instances have no way out: packages come from the controller's wheelhouse,
-                # pushed to each host over SSH; the admin side installs from it directly.
-                "server_wheelhouse_src": wheelhouse,
-                "server_wheelhouse": "/opt/nvflare-wheelhouse",
-                "client_gpu_wheelhouse_src": wheelhouse,
-                "client_gpu_wheelhouse": "/opt/nvflare-wheelhouse",
-                "admin_wheelhouse": wheelhouse,
-                "admin_job_timeout": 900,
-            },
-        }
-    }
     header = (
-        "# Test only (molecule/cloud): the address of the container that plays each moto instance,\n"
+        "# Test only (molecule/cloud): the address of the container that plays this moto instance,\n"
         "# and the offline package source. Production needs no such layer.\n"
     )
-    _write_as_operator(LAYER, header + json.dumps(layer, indent=2) + "\n")
+    as_operator("mkdir", "-p", str(folder / "host_vars"), str(folder / "group_vars"))
+    for name, address in addresses.items():
+        _write_as_operator(folder / "host_vars" / f"{name}.yml", header + json.dumps({"ansible_host": address}) + "\n")
+    layer = {
+        # The instances have no way out: packages come from the controller's wheelhouse,
+        # pushed to each host over SSH; the admin side installs from it directly.
+        "server_wheelhouse_src": wheelhouse,
+        "server_wheelhouse": "/opt/nvflare-wheelhouse",
+        "client_gpu_wheelhouse_src": wheelhouse,
+        "client_gpu_wheelhouse": "/opt/nvflare-wheelhouse",
+        "admin_wheelhouse": wheelhouse,
+        "admin_job_timeout": 900,
+    }
+    _write_as_operator(folder / "group_vars" / "all.yml", header + json.dumps(layer, indent=2) + "\n")
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -343,10 +363,11 @@ def prepare(state: Path) -> None:
     create_operator()
     addresses = authorize_and_trust()
     resolve_server(addresses["server"])
-    rc = run(state, INFRA_COMMAND, timeout=900)
-    if rc != 0:
-        raise SystemExit(f"aws_infra.yml failed (rc={rc})")
     write_layer(addresses)
+    rc = run_lines(state, SETUP_LINES, timeout=1200)
+    if rc != 0:
+        raise SystemExit(f"the README's commands before site.yml failed (rc={rc}): {SETUP_LINES}")
+    (state / "addresses.json").write_text(json.dumps(addresses))
 
 
 def cleanup(state: Path) -> None:
@@ -364,7 +385,7 @@ def main(argv: list[str]) -> int:
     elif len(argv) >= 2 and argv[0] == "cleanup":
         cleanup(Path(argv[1]))
     elif len(argv) >= 2 and argv[0] == "site":
-        return run(Path(argv[1]), SITE_COMMAND)
+        return run_lines(Path(argv[1]), SITE_COMMAND)
     elif len(argv) >= 4 and argv[0] == "run" and argv[2] == "--":
         return run(Path(argv[1]), argv[3:])
     else:

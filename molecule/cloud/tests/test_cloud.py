@@ -1,9 +1,11 @@
 """Verify the headline run of the cloud scenario (testinfra, run by `molecule verify`).
 
-site.yml ran as the operator (an ordinary user on the controller) over SSH as `ubuntu` with
-sudo, from inventories/aws_ec2.yml against moto; the admin side ran on the controller as that
-user. Checks on the test hosts go through the docker connection; checks of the controller's side
-run here, on the controller.
+The operator (an ordinary user on the controller, with nothing but a clone) ran the README's
+commands as the README writes them: `make controller`, then aws_infra.yml and site.yml from
+inventories/aws_ec2.yml against moto, over SSH as `ubuntu` with sudo; the admin side ran on the
+controller as that user. Then the collection's other route: its tarball installed into an empty
+collections path and site.yml run by name. Checks on the test hosts go through the docker
+connection; checks of the controller's side run here, on the controller.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +142,7 @@ def test_the_admin_side_belongs_to_the_operator_and_nothing_of_roots_is_in_its_h
     if _instance(host) != "server":
         pytest.skip("not applicable: the controller is checked once")
     uid = pwd.getpwnam(cloudctl.OPERATOR).pw_uid
-    for path in (ADMIN_HOME / ADMIN, ADMIN_HOME / "venv", SUMMARY, cloudctl.PROJECT_DIR / ".nvflare-workspace"):
+    for path in (ADMIN_HOME / ADMIN, ADMIN_HOME / "venv", SUMMARY, cloudctl.STATE_DIR / "workspace"):
         assert path.exists() and path.stat().st_uid == uid, path
     foreign = subprocess.run(
         ["find", str(cloudctl.HOME), "-xdev", "(", "-not", "-user", cloudctl.OPERATOR, "-o", "-not", "-group",
@@ -150,3 +153,107 @@ def test_the_admin_side_belongs_to_the_operator_and_nothing_of_roots_is_in_its_h
     # The staged kit too: in the operator's folder, not in the system's staging folder.
     staged = ADMIN_HOME / "kits" / f"{ADMIN}.zip"
     assert staged.stat().st_uid == uid and oct(staged.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_controller_is_the_clones_own_virtualenv_made_by_make_controller(host):
+    """`make controller` made .venv in the clone, as the operator, with the pinned ansible-core and
+    NVFlare and the collections beside a link to the clone; nothing of root's is borrowed."""
+    if _instance(host) != "server":
+        pytest.skip("not applicable: the controller is checked once")
+    venv = cloudctl.OPERATOR_VENV
+    uid = pwd.getpwnam(cloudctl.OPERATOR).pw_uid
+    assert venv.is_dir() and venv.stat().st_uid == uid
+    base = (venv / "pyvenv.cfg").read_text()
+    assert "/root" not in base, base
+    pins = (cloudctl.ROOT / "requirements" / "constraints.txt").read_text()
+    probe = subprocess.run(
+        ["runuser", "-u", cloudctl.OPERATOR, "--", str(venv / "bin" / "python"), "-c",
+         "import importlib.metadata as m, json, sys; "
+         "print(json.dumps([m.version('ansible-core'), m.version('nvflare'), m.version('boto3'), sys.path]))"],
+        capture_output=True, text=True, check=True, cwd=cloudctl.HOME,
+    )  # fmt: skip
+    core, nvflare, boto3, path = json.loads(probe.stdout)
+    assert f"ansible-core=={core}\n" in pins and f"nvflare=={nvflare}\n" in pins and f"boto3=={boto3}\n" in pins
+    assert not [p for p in path if p.startswith(("/root", str(cloudctl.ROOT)))], path
+    link = venv / "collections" / "ansible_collections" / "federated" / "nvflare"
+    assert link.resolve() == cloudctl.PROJECT_DIR
+    for collection in ("amazon/aws", "community/docker", "ansible/utils"):
+        assert (venv / "collections" / "ansible_collections" / collection / "MANIFEST.json").is_file(), collection
+
+
+def test_the_state_lives_in_the_private_folder_not_in_the_clone(host):
+    if _instance(host) != "server":
+        pytest.skip("not applicable: the controller is checked once")
+    state = cloudctl.STATE_DIR
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert list((state / "workspace").glob("**/state/cert.json")), "no root CA state in the workspace"
+    assert not (cloudctl.PROJECT_DIR / ".nvflare-workspace").exists()
+
+
+def _recap(output: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def _root_cas(host) -> set[str]:
+    """SHA-256 of the root CA in the server's kit, and of every root CA in the controller's workspace."""
+    import hashlib
+
+    server = host.check_output("sha256sum $(find /var/lib/nvflare -path '*/startup/rootCA.pem') | cut -d' ' -f1")
+    workspace = cloudctl.STATE_DIR / "workspace"
+    ours = {hashlib.sha256(p.read_bytes()).hexdigest() for p in workspace.glob("**/rootCA.pem")}
+    return set(server.split()) | ours
+
+
+def test_the_tarball_route_by_name_keeps_the_root_ca_and_changes_nothing(host):
+    """The collection built, installed into an empty collections path (its dependencies from the
+    operator's collections, as from a mirror: Galaxy is not reachable here), site.yml run BY NAME
+    from a folder outside the clone: the same state folder, the same root CA, nothing to change;
+    again after a reinstall with --force."""
+    if _instance(host) != "server":
+        pytest.skip("not applicable: the controller is checked once")
+    before = _root_cas(host)
+    assert len(before) == 1, before
+    collections = cloudctl.OPERATOR_VENV / "collections" / "ansible_collections"
+    deps = ["amazon/aws", "ansible/utils", "community/crypto", "community/docker",
+            "community/library_inventory_filtering_v1"]  # fmt: skip
+    requirements = "collections:\n" + "".join(f"  - name: {collections / d}\n    type: dir\n" for d in deps)
+    work = cloudctl.HOME / "by-name"
+    rc, out = cloudctl.run_lines(STATE, [
+        f"source {cloudctl.OPERATOR_VENV}/bin/activate",
+        f"rm -rf {work} ~/dist ~/.ansible/collections",
+        "ansible-galaxy collection build --output-path ~/dist .",
+        f"mkdir -p {work}/inventories && cd {work}",
+        # The user's inventory file, with the test-only layer beside it.
+        f"cd {cloudctl.LAYER_DIR} && cp -r aws_ec2.yml host_vars group_vars {work}/inventories/ && cd {work}",
+        f"printf '%s' {shlex.quote(requirements)} > deps.yml",
+        "ansible-galaxy collection install --offline -r deps.yml",
+        "ansible-galaxy collection install --offline ~/dist/federated-nvflare-*.tar.gz",
+    ], capture=True)  # fmt: skip
+    assert rc == 0, out[-4000:]
+    # Found where it was installed, and only there (no ansible.cfg of the clone in this folder).
+    rc, listed = cloudctl.run_lines(STATE, [
+        f"source {cloudctl.OPERATOR_VENV}/bin/activate", f"cd {work}",
+        "ansible-galaxy collection list federated.nvflare",
+    ], capture=True)  # fmt: skip
+    assert rc == 0, listed
+    assert str(cloudctl.HOME / ".ansible" / "collections" / "ansible_collections") in listed, listed
+    assert str(cloudctl.PROJECT_DIR) not in listed, listed
+
+    site = [f"source {cloudctl.OPERATOR_VENV}/bin/activate", f"cd {work}",
+            *[line for line in cloudctl.ENV_LINES if line.startswith("export ")],
+            cloudctl.SITE_LINE.replace("playbooks/site.yml", "federated.nvflare.site")]  # fmt: skip
+    for attempt in ("installed", "reinstalled"):
+        if attempt == "reinstalled":
+            rc, out = cloudctl.run_lines(STATE, [
+                f"source {cloudctl.OPERATOR_VENV}/bin/activate", f"cd {work}",
+                "ansible-galaxy collection install --offline --force ~/dist/federated-nvflare-*.tar.gz",
+            ], capture=True)  # fmt: skip
+            assert rc == 0, out[-3000:]
+        rc, out = cloudctl.run_lines(STATE, site, capture=True)
+        assert rc == 0, out[-6000:]
+        recap = _recap(out)
+        assert set(recap) >= {"server", "site-1", "site-2", "localhost"}, out[-3000:]
+        assert all(changed == 0 for changed in recap.values()), (attempt, recap, out[-6000:])
+        flat = " ".join(out.split())
+        assert f"The controller's state of project {cloudctl.PROJECT} is in {cloudctl.STATE_DIR}" in flat, out[-3000:]
+        assert _root_cas(host) == before, attempt
