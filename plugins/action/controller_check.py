@@ -80,7 +80,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=_ARGS)
+        _validation, args = self.validate_argument_spec(argument_spec=_ARGS)
         task_vars = task_vars or {}
         collections = list(dict.fromkeys(args["collections"]))
         modules = list(dict.fromkeys(args["python_modules"]))
@@ -100,7 +100,9 @@ class ActionModule(ActionBase):
             pass
         if want:
             if not nvflare or not _module_importable("nvflare"):
-                missing.append(f"NVFlare {want} is not importable by {python} (provisioning and the admin side run there)")
+                missing.append(
+                    f"NVFlare {want} is not importable by {python} (provisioning and the admin side run there)"
+                )
                 commands.append(f"{python} -m pip install 'nvflare=={want}'")
             elif nvflare.split(".")[:2] != want.split(".")[:2]:
                 missing.append(
@@ -126,7 +128,8 @@ class ActionModule(ActionBase):
             names = sorted({packages.get(m, m.split(".")[0]) for m in absent_modules})
             if any(m.startswith("azure.") for m in absent_modules):
                 commands.append(
-                    f"{python} -m pip install -r <azure.azcollection>/requirements.txt (make controller AZURE=1 in a clone)"
+                    f"{python} -m pip install -r <azure.azcollection>/requirements.txt"
+                    " (make controller AZURE=1 in a clone)"
                 )
                 names = [n for n in names if n != "azure"]
             if names:

@@ -43,6 +43,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: It only reads.
     support: full
   platform:
     platforms: posix

@@ -32,6 +32,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: A second run with the same folders changes nothing.
     support: full
   platform:
     platforms: posix
@@ -77,7 +78,9 @@ moved:
   returned: always
   type: list
   elements: dict
-  sample: [{"src": "/home/me/federated.nvflare/.nvflare-workspace", "dest": "/home/me/.local/share/federated.nvflare/spleen/workspace"}]
+  sample:
+    - src: /home/me/federated.nvflare/.nvflare-workspace
+      dest: /home/me/.local/share/federated.nvflare/spleen/workspace
 messages:
   description: One line per thing done, for the play's output.
   returned: always
@@ -116,11 +119,15 @@ def main() -> None:
     )
     path = module.params["path"]
     if not os.path.isabs(path):
-        module.fail_json(msg=f"The controller's state folder must be an absolute path, not '{path}': set nvflare_state_dir.")
+        module.fail_json(
+            msg=f"The controller's state folder must be an absolute path, not '{path}': set nvflare_state_dir."
+        )
     changed, moved, messages = False, [], []
     try:
         if os.path.lexists(path) and not os.path.isdir(path):
-            module.fail_json(msg=f"{path} exists and is not a folder: move it away or set nvflare_state_dir to another folder.")
+            module.fail_json(
+                msg=f"{path} exists and is not a folder: move it away or set nvflare_state_dir to another folder."
+            )
         if not os.path.isdir(path):
             changed = True
             messages.append(f"created the controller's state folder {path} (mode 0700)")
