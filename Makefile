@@ -63,7 +63,8 @@ functional: bootstrap wheelhouse ## Tests against real NVFlare, dashboard and mo
 molecule: bootstrap ## Molecule scenarios on Docker systemd hosts (SCENARIO=name for one)
 	@scripts/molecule.sh $(SCENARIO)
 
-wheelhouse: bootstrap ## Download every package the managed hosts may install (once, cached)
+wheelhouse: ## Download every package the managed hosts may install (once, cached; no root)
+	@scripts/controller.sh >/dev/null
 	@scripts/wheelhouse.sh all
 
 image: bootstrap docker-start ## Build the systemd base image for test hosts

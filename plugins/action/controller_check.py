@@ -66,8 +66,18 @@ def _module_importable(name: str) -> bool:
 def _inventory_plugins(sources) -> set[str]:
     """The inventory plugins of the play's sources, by the file names those plugins require."""
     found = set()
+    names = []
     for source in sources or []:
-        base = os.path.basename(str(source))
+        source = str(source)
+        # An inventory folder (-i inventories/) holds its sources as files.
+        if os.path.isdir(source):
+            try:
+                names += sorted(os.listdir(source))
+            except OSError:
+                pass
+        else:
+            names.append(os.path.basename(source))
+    for base in names:
         for plugin in _INVENTORY_NEEDS:
             if re.search(rf"(^|[._-]){plugin}\.ya?ml$", base):
                 found.add(plugin)

@@ -70,6 +70,8 @@ options:
         C(aws_ec2) inventory file (C(*aws_ec2.yml)) needs amazon.aws, boto3 and botocore; an
         C(azure_rm) one (C(*azure_rm.yml)) azure.azcollection and the Azure SDK. Without them
         Ansible only warns that the inventory could not be parsed and then finds no hosts.
+      - Sources are recognised by their file names, as those plugins require them; for an
+        inventory folder, by the names of the files in it.
     type: bool
     default: true
 notes:
