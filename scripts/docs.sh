@@ -363,7 +363,16 @@ def main():
 
 main()
 PY
-stale=$(diff -rq "$work/guides" "$guides" 2>&1 || true)
+# Pages that differ from the committed ones, are new, or have no guide any more.
+stale=""
+shopt -s nullglob
+for page in "$work/guides"/*.rst; do
+  cmp -s "$page" "$guides/$(basename "$page")" || stale+=" $(basename "$page")"
+done
+for page in "$guides"/* "$guides"/.[!.]*; do
+  [ -e "$work/guides/$(basename "$page")" ] || stale+=" $(basename "$page") (no guide)"
+done
+shopt -u nullglob
 if [ -n "$stale" ]; then
   rm -rf "$guides"
   mkdir -p "$guides"
@@ -458,6 +467,5 @@ done
 pages=$(find "$site/collections/federated/nvflare" -name '*.html' | wc -l)
 log "documentation site: $site/index.html ($pages pages, $(find "$guides" -name '*.rst' | wc -l) of them guides; $unresolved links to docs outside the collection not resolved offline)"
 if [ -n "$stale" ]; then
-  printf '%s\n' "$stale" >&2
-  die "docs/docsite/rst did not match the Markdown guides (above) and has been written anew from docs/*.md: commit docs/docsite/rst (the collection tarball carries it); make docs then passes"
+  die "docs/docsite/rst did not match the Markdown guides (${stale# }) and has been written anew from docs/*.md: commit docs/docsite/rst (the collection tarball carries it); make docs then passes"
 fi
