@@ -178,7 +178,7 @@ def test_without_cross_site_results_the_curves_are_drawn_as_before(tmp_path, mon
     assert summary == {"png": str(result / "training_curves.png"), "rounds": 2, "sites": SITES}
     rounds, values, sites = tc.read_rounds(str(result), "val_dice")
     expected = [
-        {"x": [0, 1], "y": [v for _, v in sorted(sites[site])], "marker": "o", "linewidth": 1, "alpha": 0.8}
+        {"x": [0, 1], "y": [v for _round, v in sorted(sites[site])], "marker": "o", "linewidth": 1, "alpha": 0.8}
         | {"label": site, "color": f"C{i}"}
         for i, site in enumerate(SITES)
     ]
