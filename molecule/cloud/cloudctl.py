@@ -154,7 +154,7 @@ def run_lines(state: Path, lines: list[str], cwd: Path = PROJECT_DIR, timeout: i
     exit status, its output going to ours; with CAPTURE, (status, output) instead."""
     env = operator_env(state)
     script = "set -eo pipefail\n" + "\n".join(lines) + "\n"
-    print("+ " + "\n+ ".join(lines), flush=True)
+    print("+ " + "\n+ ".join(lines), file=sys.stderr, flush=True)
     proc = subprocess.run(
         ["runuser", "-u", OPERATOR, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", "-c", script],
         cwd=cwd,
@@ -348,6 +348,9 @@ def write_layer(addresses: dict[str, str], folder: Path = LAYER_DIR) -> None:
         "client_gpu_wheelhouse": "/opt/nvflare-wheelhouse",
         "admin_wheelhouse": wheelhouse,
         "admin_job_timeout": 900,
+        # The admin starts waiting as soon as its own side is ready, while the three hosts still
+        # install PyTorch at once on the controller's 2 cores (NVFlare's retries are not the limit).
+        "admin_wait_timeout": 600,
     }
     _write_as_operator(folder / "group_vars" / "all.yml", header + json.dumps(layer, indent=2) + "\n")
 
