@@ -30,7 +30,7 @@ demo: demo-setup $(if $(filter container,$(RUNTIME)),docker-start) ## The whole 
 	@RUNTIME=$(RUNTIME) scripts/demo.sh
 
 demo-stop: ## Stop the demo federation started by 'make demo'
-	@scripts/bootstrap.sh $(if $(filter container,$(RUNTIME)),container,demo)
+	@$(if $(filter container,$(RUNTIME)),scripts/bootstrap.sh container,scripts/controller.sh >/dev/null)
 	@RUNTIME=$(RUNTIME) scripts/demo.sh stop
 
 test: ## The whole test suite, layer by layer, with timings

@@ -69,15 +69,6 @@ collections=("${CONTROLLER_COLLECTIONS[@]}")
 [ -n "$AZURE" ] && collections+=(azure.azcollection)
 install_collections "${collections[@]}"
 install_packages
-# The same check that site.yml makes before any change (federated.nvflare.controller_check).
-"$VENV/bin/python" - "$(sed -n 's/^nvflare==//p' "$CONSTRAINTS")" <<'PY'
-import importlib.metadata as md
-import sys
-
-have = md.version("nvflare")
-if have.split(".")[:2] != sys.argv[1].split(".")[:2]:
-    sys.exit(f"NVFlare {have} in the virtualenv, the project wants {sys.argv[1]}")
-PY
 cat <<MSG
 The controller is ready: $VENV (ansible-core $("$VENV/bin/python" -c 'from ansible.release import __version__; print(__version__)'),
 NVFlare $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("nvflare"))'), collections in $COLLECTIONS_DIR).

@@ -28,7 +28,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
 fi
 mkdir -p "$WHEELHOUSE"
 rm -f "$stamp"
-pipq() { python -m pip "$@" --disable-pip-version-check -q 2> >(grep -v 'is ignored: it is neither' >&2); }
 
 log "filling the wheelhouse $WHEELHOUSE with the '$set_name' packages (once; cached)"
 # torch first and alone, pinned, so that pip takes the CPU build (2.13.0+cpu) rather than
